@@ -1,0 +1,78 @@
+package presence
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// FeedLen is how many messages a room shows.
+const FeedLen = 10
+
+// MaxTextLen is the longest message text, in characters.
+const MaxTextLen = 140
+
+// Message is one "say hi".
+type Message struct {
+	ID     string    `json:"id"`
+	HLC    HLC       `json:"hlc"`
+	User   UserID    `json:"user"`
+	Colour string    `json:"colour"`
+	Region string    `json:"region"` // app region that stored it (owns its feed)
+	From   string    `json:"from"`   // region the user came through
+	Text   string    `json:"text"`
+	At     time.Time `json:"at"`
+}
+
+// Post is what a user asks to say.
+type Post struct {
+	User   UserID
+	Colour string
+	From   string
+	Text   string
+}
+
+// NewMessage stamps a message. The ID is unique across regions, so a message
+// seen twice (replica and pub/sub, or after a resync) is shown once.
+func NewMessage(now HLC, region string, p Post) Message {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return Message{
+		ID:     fmt.Sprintf("%016x-%s-%s", uint64(now), region, hex.EncodeToString(r[:])),
+		HLC:    now,
+		User:   p.User,
+		Colour: p.Colour,
+		Region: region,
+		From:   p.From,
+		Text:   p.Text,
+		At:     now.Time(),
+	}
+}
+
+// MergeFeeds merges per-region feeds (each region appends only to its own)
+// into the newest n messages, newest first, without duplicates. Every region
+// sorts by the same key, so every region shows the same feed.
+func MergeFeeds(feeds [][]Message, n int) []Message {
+	seen := make(map[string]bool)
+	all := []Message{}
+	for _, f := range feeds {
+		for _, m := range f {
+			if !seen[m.ID] {
+				seen[m.ID] = true
+				all = append(all, m)
+			}
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].HLC != all[j].HLC {
+			return all[i].HLC > all[j].HLC
+		}
+		return all[i].ID > all[j].ID
+	})
+	if len(all) > n {
+		all = all[:n]
+	}
+	return all
+}

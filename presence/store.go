@@ -1,0 +1,52 @@
+package presence
+
+import "context"
+
+// Part names the independently updated parts of a room's page.
+type Part uint8
+
+// The parts of a room, as a bit set.
+const (
+	PartLight Part = 1 << iota
+	PartMessages
+	PartPresence
+	AllParts = PartLight | PartMessages | PartPresence
+)
+
+// Change tells watchers that parts of a room may have changed. It is a hint:
+// the state lives in the store and is re-read with Snapshot. Room "" means
+// every room (after a reconnect, when anything may have been missed).
+type Change struct {
+	Room  string
+	Parts Part
+}
+
+// Snapshot is the whole state of a room.
+type Snapshot struct {
+	Room     string       `json:"room"`
+	Light    Light        `json:"lightbulb"`
+	Messages []Message    `json:"messages"`
+	Regions  []RegionView `json:"regions"`
+}
+
+// Store keeps the shared state of every room. A Store belongs to one app
+// region and writes only records that region (or instance) owns; reads merge
+// every region's records. Implementations: Memory (embedded, one process)
+// and Redis (regional Redis/KeyDB).
+type Store interface {
+	// Switch toggles or sets the lightbulb and returns the merged result.
+	Switch(ctx context.Context, room string, sw Switch) (Light, error)
+	// Say appends a message to this region's feed and returns it as stored.
+	Say(ctx context.Context, room string, p Post) (Message, error)
+	// Join adds an open tab; joining twice with one tab ID is a no-op.
+	Join(ctx context.Context, room string, t Tab) error
+	// Leave removes a tab; leaving an unknown tab is a no-op.
+	Leave(ctx context.Context, room string, tabID string) error
+	// Snapshot reads a room's merged state.
+	Snapshot(ctx context.Context, room string) (Snapshot, error)
+	// Watch registers fn to hear about changes from every region. fn runs on
+	// the store's goroutine and must not block.
+	Watch(fn func(Change))
+	// Close releases the store; this instance's tabs leave.
+	Close() error
+}

@@ -1,0 +1,151 @@
+package presence
+
+import (
+	"context"
+	"sync"
+)
+
+// Memory is the embedded Store: every room in this process, for running with
+// no external service. It keeps the same per-region records as the Redis
+// store, so the merge logic is exercised identically.
+type Memory struct {
+	region string
+	clock  Clock
+
+	mu       sync.Mutex
+	rooms    map[string]*memRoom
+	watchers []func(Change)
+}
+
+type memRoom struct {
+	light map[string]LightRecord
+	feeds map[string][]Message
+	tabs  map[string]Tab
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty embedded store for an app region.
+func NewMemory(region string) *Memory {
+	return &Memory{region: region, rooms: make(map[string]*memRoom)}
+}
+
+func (m *Memory) room(name string) *memRoom {
+	r := m.rooms[name]
+	if r == nil {
+		r = &memRoom{
+			light: make(map[string]LightRecord),
+			feeds: make(map[string][]Message),
+			tabs:  make(map[string]Tab),
+		}
+		m.rooms[name] = r
+	}
+	return r
+}
+
+// Switch implements Store.
+func (m *Memory) Switch(_ context.Context, room string, sw Switch) (Light, error) {
+	m.mu.Lock()
+	r := m.room(room)
+	r.light[m.region] = ApplySwitch(r.light, m.region, sw, m.clock.Now())
+	l := FoldLight(r.light)
+	m.mu.Unlock()
+	m.notify(Change{Room: room, Parts: PartLight})
+	return l, nil
+}
+
+// Say implements Store.
+func (m *Memory) Say(_ context.Context, room string, p Post) (Message, error) {
+	msg := NewMessage(m.clock.Now(), m.region, p)
+	m.mu.Lock()
+	r := m.room(room)
+	feed := append(r.feeds[m.region], msg)
+	if len(feed) > FeedLen {
+		feed = append(feed[:0:0], feed[len(feed)-FeedLen:]...)
+	}
+	r.feeds[m.region] = feed
+	m.mu.Unlock()
+	m.notify(Change{Room: room, Parts: PartMessages})
+	return msg, nil
+}
+
+// Join implements Store.
+func (m *Memory) Join(_ context.Context, room string, t Tab) error {
+	m.mu.Lock()
+	m.room(room).tabs[t.ID] = t
+	m.mu.Unlock()
+	m.notify(Change{Room: room, Parts: PartPresence})
+	return nil
+}
+
+// Leave implements Store.
+func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
+	m.mu.Lock()
+	r := m.rooms[room]
+	ok := false
+	if r != nil {
+		_, ok = r.tabs[tabID]
+		delete(r.tabs, tabID)
+	}
+	m.mu.Unlock()
+	if ok {
+		m.notify(Change{Room: room, Parts: PartPresence})
+	}
+	return nil
+}
+
+// Snapshot implements Store.
+func (m *Memory) Snapshot(_ context.Context, room string) (Snapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	snap := Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}}
+	r := m.rooms[room]
+	if r == nil {
+		return snap, nil
+	}
+	feeds := make([][]Message, 0, len(r.feeds))
+	for _, f := range r.feeds {
+		feeds = append(feeds, f)
+	}
+	tabs := make([]Tab, 0, len(r.tabs))
+	for _, t := range r.tabs {
+		tabs = append(tabs, t)
+	}
+	snap.Light = FoldLight(r.light)
+	snap.Messages = MergeFeeds(feeds, FeedLen)
+	snap.Regions = GroupTabs(tabs)
+	return snap, nil
+}
+
+// Watch implements Store.
+func (m *Memory) Watch(fn func(Change)) {
+	m.mu.Lock()
+	m.watchers = append(m.watchers, fn)
+	m.mu.Unlock()
+}
+
+// Close implements Store: the process's tabs leave with it.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	var rooms []string
+	for name, r := range m.rooms {
+		if len(r.tabs) > 0 {
+			clear(r.tabs)
+			rooms = append(rooms, name)
+		}
+	}
+	m.mu.Unlock()
+	for _, name := range rooms {
+		m.notify(Change{Room: name, Parts: PartPresence})
+	}
+	return nil
+}
+
+func (m *Memory) notify(c Change) {
+	m.mu.Lock()
+	ws := m.watchers
+	m.mu.Unlock()
+	for _, fn := range ws {
+		fn(c)
+	}
+}
