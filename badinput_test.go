@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Every bad request gets a 4xx with a message, and changes nothing.
+func TestBadInputIsRejected(t *testing.T) {
+	a := startApp(t, nil)
+	var before map[string]any
+	getJSON(t, a.URL+"/api/state", &before)
+
+	form := "application/x-www-form-urlencoded"
+	cases := []struct {
+		name, method, path, ctype, body string
+		want                            int
+	}{
+		{"unknown state", "POST", "/lightbulb", form, "state=dim", 400},
+		{"state twice", "POST", "/lightbulb", form, "state=on&state=off", 400},
+		{"unknown field", "POST", "/lightbulb", form, "colour=red", 400},
+		{"oversized body", "POST", "/lightbulb", form, "state=" + strings.Repeat("x", 5000), 413},
+		{"oversized chunked body", "POST", "/hi", form, "chunked:text=" + strings.Repeat("x", 5000), 413},
+		{"text too long", "POST", "/hi", form, "text=" + strings.Repeat("é", 141), 400},
+		{"text not UTF-8", "POST", "/hi", form, "text=%ff%fe", 400},
+		{"text with control character", "POST", "/hi", form, "text=a%0Db", 400},
+		{"colour not in palette", "POST", "/hi", form, "colour=red%22%3E", 400},
+		{"malformed form", "POST", "/hi", form, "text=%zz", 400},
+		{"JSON not an object of strings", "POST", "/hi", "application/json", `{"text": 5}`, 400},
+		{"JSON truncated", "POST", "/lightbulb", "application/json", `{"state": "on"`, 400},
+		{"two JSON objects", "POST", "/lightbulb", "application/json", `{"state":"on"} {}`, 400},
+		{"unsupported body type", "POST", "/lightbulb", "text/plain", "on", 415},
+		{"body without a type", "POST", "/hi", "", "text=hi", 415},
+		{"GET a POST route", "GET", "/lightbulb", "", "", 405},
+		{"DELETE a POST route", "DELETE", "/hi", "", "", 405},
+		{"POST the stream", "POST", "/events", "", "", 405},
+		{"unknown stream format", "GET", "/events?format=xml", "", "", 400},
+		{"stream colour not in palette", "GET", "/events?colour=%3Cb%3E", "", "", 400},
+		{"unknown path", "GET", "/nope", "", "", 404},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader
+			if b, ok := strings.CutPrefix(tc.body, "chunked:"); ok {
+				body = io.MultiReader(strings.NewReader(b)) // hides the length: sent chunked
+			} else if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, _ := http.NewRequest(tc.method, a.URL+tc.path, body)
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var msg struct{ Error string }
+			if resp.StatusCode != tc.want {
+				b, _ := io.ReadAll(resp.Body)
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, b)
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&msg); err != nil || msg.Error == "" {
+				t.Fatalf("no error message: %v", err)
+			}
+		})
+	}
+
+	var after map[string]any
+	getJSON(t, a.URL+"/api/state", &after)
+	b1, _ := json.Marshal(before)
+	b2, _ := json.Marshal(after)
+	if string(b1) != string(b2) {
+		t.Fatalf("bad requests changed the state:\nbefore %s\nafter  %s", b1, b2)
+	}
+}

@@ -1,0 +1,279 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"html/template"
+	"log/slog"
+	"sync"
+	"time"
+
+	"globalpresence/bus"
+	"globalpresence/presence"
+)
+
+// Broadcaster turns store changes into stream events: it re-reads the changed
+// parts of a room once, renders them once in each format, keeps the latest
+// render of every part for new connections' snapshots, and publishes them to
+// the room's topics. Only rooms with connections here are rendered.
+type Broadcaster struct {
+	store  presence.Store
+	em     *bus.Emitter
+	r      renderer
+	region string
+	log    *slog.Logger
+	coal   *presence.Coalescer
+
+	// renderMu serialises read-then-render, so an older read can never be
+	// published after a newer one. Lock order: renderMu, then mu.
+	renderMu sync.Mutex
+	mu       sync.Mutex
+	rooms    map[string]*roomState
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type roomState struct {
+	conns  int
+	parts  map[string]framed // latest render of light, regions, messages
+	counts map[presence.UserID]int
+	users  map[presence.UserID]*userState // users with connections here
+}
+
+type userState struct {
+	conns int
+	tabs  framed
+	count int
+}
+
+// BroadcasterConfig tunes a Broadcaster; zero values take defaults.
+type BroadcasterConfig struct {
+	Region    string        // this app region
+	Coalesce  time.Duration // least time between presence renders of a room (250 ms)
+	Heartbeat time.Duration // comment sent to every stream this often (15 s)
+	Log       *slog.Logger
+}
+
+const heartbeatTopic = "\x1fheartbeat"
+
+// NewBroadcaster starts a broadcaster fed by store; Close stops it.
+func NewBroadcaster(store presence.Store, em *bus.Emitter, tmpl *template.Template, cfg BroadcasterConfig) *Broadcaster {
+	if cfg.Coalesce <= 0 {
+		cfg.Coalesce = 250 * time.Millisecond
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	b := &Broadcaster{
+		store:  store,
+		em:     em,
+		r:      renderer{tmpl},
+		region: cfg.Region,
+		log:    cfg.Log,
+		rooms:  make(map[string]*roomState),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	b.coal = presence.NewCoalescer(cfg.Coalesce, b.flush)
+	store.Watch(b.changed)
+	go b.heartbeat(cfg.Heartbeat)
+	return b
+}
+
+// Close stops rendering and heartbeats.
+func (b *Broadcaster) Close() {
+	close(b.stop)
+	<-b.done
+	b.coal.Stop()
+}
+
+func roomTopic(room string, f Format) string {
+	return room + "\x1f" + string('0'+rune(f))
+}
+
+func userTopic(room string, user presence.UserID, f Format) string {
+	return roomTopic(room, f) + "\x1f" + string(user)
+}
+
+// Attach subscribes a connection of user to room and returns the snapshot it
+// must be sent first: the latest render of every part, and the user's tabs.
+func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.UserID, f Format) (*bus.Subscriber, [][]byte, error) {
+	b.mu.Lock()
+	rs := b.rooms[room]
+	if rs == nil {
+		b.mu.Unlock()
+		var err error
+		if rs, err = b.warm(ctx, room); err != nil {
+			return nil, nil, err
+		}
+		b.mu.Lock()
+	}
+	rs.conns++
+	us := rs.users[user]
+	if us == nil {
+		us = &userState{}
+		rs.users[user] = us
+	}
+	// Each attached connection is a tab about to join, so the count read
+	// before it joined is raised to them rather than shown low for a moment;
+	// the user's other connections are told first.
+	if us.conns++; max(rs.counts[user], us.conns) != us.count || us.tabs[f].Frame == nil {
+		b.publishTabsLocked(room, user, us, max(rs.counts[user], us.conns))
+	}
+	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
+	snapshot := [][]byte{rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame, rs.parts[evMessages][f].Frame, us.tabs[f].Frame}
+	b.mu.Unlock()
+	return sub, snapshot, nil
+}
+
+// warm renders a room that had no connections here, and registers it.
+func (b *Broadcaster) warm(ctx context.Context, room string) (*roomState, error) {
+	b.renderMu.Lock()
+	defer b.renderMu.Unlock()
+	b.mu.Lock()
+	rs := b.rooms[room]
+	b.mu.Unlock()
+	if rs != nil {
+		return rs, nil
+	}
+	snap, err := b.store.Snapshot(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	rs = &roomState{parts: make(map[string]framed), users: make(map[presence.UserID]*userState)}
+	b.mu.Lock()
+	b.applyLocked(room, rs, snap, presence.AllParts)
+	b.rooms[room] = rs
+	b.mu.Unlock()
+	return rs, nil
+}
+
+// Detach undoes Attach; the room is forgotten with its last connection.
+func (b *Broadcaster) Detach(room string, user presence.UserID, sub *bus.Subscriber) {
+	sub.Close()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rs := b.rooms[room]
+	if rs == nil {
+		return
+	}
+	if us := rs.users[user]; us != nil {
+		if us.conns--; us.conns == 0 {
+			delete(rs.users, user)
+		}
+	}
+	if rs.conns--; rs.conns == 0 {
+		delete(b.rooms, room)
+	}
+}
+
+// changed runs on the store's goroutine: hand the work to the coalescer.
+func (b *Broadcaster) changed(c presence.Change) {
+	if c.Room != "" {
+		b.coal.Add(c)
+		return
+	}
+	b.mu.Lock()
+	rooms := make([]string, 0, len(b.rooms))
+	for r := range b.rooms {
+		rooms = append(rooms, r)
+	}
+	b.mu.Unlock()
+	for _, r := range rooms {
+		b.coal.Add(presence.Change{Room: r, Parts: c.Parts})
+	}
+}
+
+// flush re-reads and publishes the changed parts of a room.
+func (b *Broadcaster) flush(room string, parts presence.Part) {
+	b.renderMu.Lock()
+	defer b.renderMu.Unlock()
+	b.mu.Lock()
+	_, live := b.rooms[room]
+	b.mu.Unlock()
+	if !live {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	snap, err := b.store.Snapshot(ctx, room)
+	cancel()
+	if err != nil {
+		b.log.Warn("reading room after a change", "room", room, "err", err)
+		return
+	}
+	b.mu.Lock()
+	if rs := b.rooms[room]; rs != nil {
+		b.applyLocked(room, rs, snap, parts)
+	}
+	b.mu.Unlock()
+}
+
+// applyLocked renders the given parts of snap into rs and publishes those
+// that changed. b.mu must be held.
+func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snapshot, parts presence.Part) {
+	if parts&presence.PartLight != 0 {
+		b.update(room, rs, evLight, func() (framed, error) { return b.r.light(snap.Light) })
+	}
+	if parts&presence.PartMessages != 0 {
+		b.update(room, rs, evMessages, func() (framed, error) { return b.r.messages(snap.Messages) })
+	}
+	if parts&presence.PartPresence == 0 {
+		return
+	}
+	b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region) })
+	rs.counts = presence.TabCounts(snap.Regions)
+	for user, us := range rs.users {
+		if n := rs.counts[user]; n != us.count {
+			b.publishTabsLocked(room, user, us, n)
+		}
+	}
+}
+
+// publishTabsLocked tells every connection of user their new tab count.
+func (b *Broadcaster) publishTabsLocked(room string, user presence.UserID, us *userState, n int) {
+	tabs, err := b.r.tabs(n)
+	if err != nil {
+		b.log.Error("rendering tabs", "err", err)
+		return
+	}
+	us.count, us.tabs = n, tabs
+	for f := range numFormats {
+		b.em.Publish(userTopic(room, user, f), tabs[f])
+	}
+}
+
+// update renders one part and publishes it if it differs from the last
+// render, so a change that alters nothing visible reaches nobody.
+func (b *Broadcaster) update(room string, rs *roomState, name string, render func() (framed, error)) {
+	ev, err := render()
+	if err != nil {
+		b.log.Error("rendering", "part", name, "err", err)
+		return
+	}
+	if old, ok := rs.parts[name]; ok && bytes.Equal(old[JSON].Frame, ev[JSON].Frame) && bytes.Equal(old[HTML].Frame, ev[HTML].Frame) {
+		return
+	}
+	rs.parts[name] = ev
+	for f := range numFormats {
+		b.em.Publish(roomTopic(room, f), ev[f])
+	}
+}
+
+func (b *Broadcaster) heartbeat(every time.Duration) {
+	defer close(b.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	ev := bus.Event{Key: "heartbeat", Frame: bus.Comment("heartbeat")}
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.em.Publish(heartbeatTopic, ev)
+		}
+	}
+}

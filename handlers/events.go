@@ -1,0 +1,123 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"globalpresence/bus"
+	"globalpresence/presence"
+)
+
+// writeTimeout drops a client whose socket has accepted nothing for this
+// long: it is gone or stuck, and must not hold its goroutine forever.
+const writeTimeout = 10 * time.Second
+
+// events streams a room: a full snapshot first (a fresh EventSource sends no
+// Last-Event-ID, so every connection must start from the whole state), then
+// every change. The connection is one open tab for presence.
+func (s *Server) events(c echo.Context) error {
+	format := HTML
+	switch c.QueryParam("format") {
+	case "", "html":
+	case "json":
+		format = JSON
+	default:
+		return echo.NewHTTPError(http.StatusBadRequest, "format must be html or json")
+	}
+	colour := c.QueryParam("colour")
+	switch {
+	case colour == "":
+		colour = presence.RandomColour()
+	case !presence.ValidColour(colour):
+		return echo.NewHTTPError(http.StatusBadRequest, "unknown colour")
+	}
+	user := identify(c)
+	ctx := c.Request().Context()
+
+	sub, snapshot, err := s.cfg.Broadcaster.Attach(ctx, DefaultRoom, user, format)
+	if err != nil {
+		return err
+	}
+	defer s.cfg.Broadcaster.Detach(DefaultRoom, user, sub)
+
+	tab := presence.Tab{ID: newTabID(), User: user, Colour: colour, Region: s.cfg.Region, Since: time.Now()}
+	if err := s.cfg.Store.Join(ctx, DefaultRoom, tab); err != nil {
+		return err
+	}
+	defer func() {
+		// The request context is already cancelled when the client left.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.cfg.Store.Leave(lctx, DefaultRoom, tab.ID); err != nil {
+			s.cfg.Log.Warn("removing a closed tab", "tab", tab.ID, "err", err)
+		}
+	}()
+
+	w := c.Response()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // no proxy buffering of the stream
+	w.WriteHeader(http.StatusOK)
+
+	out := newStreamWriter(w.Writer)
+	buf := append([]byte(nil), bus.Retry(s.cfg.Retry)...)
+	for _, frame := range snapshot {
+		buf = append(buf, frame...)
+	}
+	var pending []bus.Event
+	for {
+		if err := out.write(buf); err != nil {
+			return nil // the client is gone; nothing to answer
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			return nil
+		case <-sub.Done():
+			return nil // evicted: too slow; it reconnects to a fresh snapshot
+		case <-sub.Ready():
+		}
+		pending = sub.Take(pending[:0])
+		buf = buf[:0]
+		for _, ev := range pending {
+			buf = append(buf, ev.Frame...)
+		}
+	}
+}
+
+// streamWriter writes a batch of frames and flushes it as one write, giving
+// up on a client that accepts nothing for writeTimeout.
+type streamWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newStreamWriter(w http.ResponseWriter) streamWriter {
+	return streamWriter{w: w, rc: http.NewResponseController(w)}
+}
+
+func (s streamWriter) write(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if err := s.rc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return err
+	}
+	if _, err := s.w.Write(b); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+func newTabID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

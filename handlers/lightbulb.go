@@ -1,0 +1,36 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"globalpresence/presence"
+)
+
+// lightbulb toggles the light, or sets it with state=on|off.
+func (s *Server) lightbulb(c echo.Context) error {
+	vals, err := params(c, "state")
+	if err != nil {
+		return err
+	}
+	sw := presence.Switch{By: identify(c), From: edgeRegion(c, s.cfg.Region)}
+	switch state := vals.Get("state"); state {
+	case "", "toggle":
+	case "on", "off":
+		on := state == "on"
+		sw.Set = &on
+	default:
+		return echo.NewHTTPError(http.StatusBadRequest, "state must be on, off or toggle")
+	}
+	l, err := s.cfg.Store.Switch(c.Request().Context(), DefaultRoom, sw)
+	if err != nil {
+		return err
+	}
+	if isHTMX(c) {
+		return c.NoContent(http.StatusNoContent)
+	}
+	return c.JSON(http.StatusOK, newLightView(l))
+}
+
+func isHTMX(c echo.Context) bool { return c.Request().Header.Get("HX-Request") == "true" }

@@ -1,0 +1,90 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+)
+
+// maxBody bounds every POST body; a "hi" needs a few hundred bytes at most.
+const maxBody = 4 << 10
+
+// params reads a POST's fields from a form or a flat JSON object. Anything
+// else with a body is refused rather than ignored, so a mistyped request
+// never acts as an empty one (an empty toggle would still flip the light).
+func params(c echo.Context, allowed ...string) (url.Values, error) {
+	req := c.Request()
+	if req.ContentLength > maxBody {
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBody))
+	}
+	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxBody)
+	ctype, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	var vals url.Values
+	switch ctype {
+	case "application/json":
+		fields := map[string]string{}
+		dec := json.NewDecoder(req.Body)
+		if err := dec.Decode(&fields); err != nil {
+			return nil, bodyError(err, "body must be a JSON object of strings")
+		}
+		if dec.More() {
+			return nil, echo.NewHTTPError(http.StatusBadRequest, "body must hold one JSON object")
+		}
+		vals = url.Values{}
+		for k, v := range fields {
+			vals.Set(k, v)
+		}
+	case "application/x-www-form-urlencoded", "multipart/form-data", "":
+		if ctype == "" && req.ContentLength > 0 {
+			return nil, echo.NewHTTPError(http.StatusUnsupportedMediaType, "send a form or JSON body")
+		}
+		var err error
+		if vals, err = c.FormParams(); err != nil {
+			return nil, bodyError(err, "malformed form body")
+		}
+	default:
+		return nil, echo.NewHTTPError(http.StatusUnsupportedMediaType, "send a form or JSON body")
+	}
+	for k, v := range vals {
+		if !slices.Contains(allowed, k) {
+			return nil, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("unknown field %q", k))
+		}
+		if len(v) > 1 {
+			return nil, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("field %q given more than once", k))
+		}
+	}
+	return vals, nil
+}
+
+func bodyError(err error, msg string) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBody))
+	}
+	return echo.NewHTTPError(http.StatusBadRequest, msg)
+}
+
+// checkText validates a message text: valid UTF-8, no control characters, at
+// most max characters after trimming surrounding space.
+func checkText(s string, maxLen int) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", echo.NewHTTPError(http.StatusBadRequest, "text is not valid UTF-8")
+	}
+	s = strings.TrimSpace(s)
+	if n := utf8.RuneCountInString(s); n > maxLen {
+		return "", echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("text is %d characters, at most %d allowed", n, maxLen))
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return "", echo.NewHTTPError(http.StatusBadRequest, "text must not contain control characters")
+	}
+	return s, nil
+}

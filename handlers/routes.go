@@ -1,0 +1,95 @@
+// Package handlers is the HTTP face of the app: the page, the curl API and
+// the SSE streams, on Echo.
+package handlers
+
+import (
+	"html/template"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"globalpresence/presence"
+	"globalpresence/static"
+)
+
+// DefaultRoom is the room of the page at /. Everything is keyed by room so
+// other pages can get their own presence later.
+const DefaultRoom = "home"
+
+// Config is what the handlers need.
+type Config struct {
+	Store       presence.Store
+	Broadcaster *Broadcaster
+	Templates   *template.Template
+	Region      string        // this app region
+	Retry       time.Duration // reconnection delay advised to SSE clients
+	Log         *slog.Logger
+}
+
+// Server holds the routes and can end every open stream.
+type Server struct {
+	cfg  Config
+	echo *echo.Echo
+	// stopping is closed to end every stream, so shutdown does not wait on
+	// connections that never end by themselves.
+	stopping chan struct{}
+}
+
+// New builds the routes.
+func New(cfg Config) *Server {
+	if cfg.Retry <= 0 {
+		cfg.Retry = 2 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &Server{cfg: cfg, echo: echo.New(), stopping: make(chan struct{})}
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(middleware.Recover())
+
+	e.GET("/", s.page)
+	e.POST("/lightbulb", s.lightbulb)
+	e.POST("/hi", s.hi)
+	e.GET("/api/state", s.state)
+	e.GET("/events", s.events)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServerFS(static.FS))))
+	return s
+}
+
+// ServeHTTP makes the Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// EndStreams ends every open SSE stream (clients reconnect elsewhere) and
+// makes new ones end at once.
+func (s *Server) EndStreams() { close(s.stopping) }
+
+// errorHandler answers every error as a short JSON message with its status;
+// anything unexpected is logged and answered 500 without internals.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	he, ok := err.(*echo.HTTPError)
+	if !ok {
+		s.cfg.Log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		he = echo.NewHTTPError(http.StatusInternalServerError, "internal error")
+	}
+	msg, ok := he.Message.(string)
+	if !ok {
+		msg = http.StatusText(he.Code)
+	}
+	if c.Request().Method == http.MethodHead {
+		err = c.NoContent(he.Code)
+	} else {
+		err = c.JSON(he.Code, map[string]string{"error": msg})
+	}
+	if err != nil {
+		s.cfg.Log.Warn("writing error response", "err", err)
+	}
+}

@@ -1,0 +1,16 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// state returns the whole room as JSON.
+func (s *Server) state(c echo.Context) error {
+	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), DefaultRoom)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newStateView(snap, s.cfg.Region))
+}

@@ -1,0 +1,138 @@
+package handlers
+
+import (
+	"time"
+
+	"globalpresence/presence"
+)
+
+// The view types are what both the HTML fragments and the JSON API and
+// stream are made of, so the two can never disagree.
+
+type placeView struct {
+	Code string `json:"code"`
+	City string `json:"city"`
+}
+
+func place(code string) placeView { return placeView{Code: code, City: presence.City(code)} }
+
+type lightView struct {
+	On     bool       `json:"on"`
+	By     string     `json:"by,omitempty"`
+	Region string     `json:"region,omitempty"`
+	City   string     `json:"city,omitempty"`
+	At     *time.Time `json:"at,omitempty"`
+}
+
+func newLightView(l presence.Light) lightView {
+	v := lightView{On: l.On, By: string(l.By), Region: l.Region}
+	if !l.At.IsZero() {
+		v.City = presence.City(l.Region)
+		v.At = &l.At
+	}
+	return v
+}
+
+type userView struct {
+	ID     string `json:"id"`
+	Colour string `json:"colour"`
+	Tabs   int    `json:"tabs"`
+}
+
+// Initials is what an avatar shows.
+func (u userView) Initials() string { return u.ID[:min(2, len(u.ID))] }
+
+type regionView struct {
+	Region string     `json:"region"`
+	City   string     `json:"city"`
+	Here   bool       `json:"here"` // the app region serving this page
+	Count  int        `json:"count"`
+	Users  []userView `json:"users"`
+}
+
+// newRegionViews makes one card per region with viewers, plus the serving
+// region's own card even while it is empty.
+func newRegionViews(regions []presence.RegionView, here string) []regionView {
+	views := make([]regionView, 0, len(regions)+1)
+	seen := false
+	for _, r := range regions {
+		v := regionView{Region: r.Region, City: presence.City(r.Region), Here: r.Region == here, Count: len(r.Users),
+			Users: make([]userView, len(r.Users))}
+		for i, u := range r.Users {
+			v.Users[i] = userView{ID: string(u.ID), Colour: u.Colour, Tabs: u.Tabs}
+		}
+		seen = seen || v.Here
+		views = append(views, v)
+	}
+	if !seen {
+		views = append([]regionView{{Region: here, City: presence.City(here), Here: true, Users: []userView{}}}, views...)
+	}
+	return views
+}
+
+type messageView struct {
+	ID     string    `json:"id"`
+	User   string    `json:"user"`
+	Colour string    `json:"colour"`
+	Region string    `json:"region"`
+	From   string    `json:"from"`
+	City   string    `json:"city"`
+	Text   string    `json:"text"`
+	At     time.Time `json:"at"`
+}
+
+// Initials is what the poster's avatar shows.
+func (m messageView) Initials() string { return m.User[:min(2, len(m.User))] }
+
+// Clock is the UTC time of day shown beside a message.
+func (m messageView) Clock() string { return m.At.UTC().Format("15:04:05") }
+
+func newMessageView(m presence.Message) messageView {
+	return messageView{ID: m.ID, User: string(m.User), Colour: m.Colour, Region: m.Region, From: m.From,
+		City: presence.City(m.From), Text: m.Text, At: m.At}
+}
+
+func newMessageViews(ms []presence.Message) []messageView {
+	views := make([]messageView, len(ms))
+	for i, m := range ms {
+		views[i] = newMessageView(m)
+	}
+	return views
+}
+
+// stateView is the whole room, as GET /api/state returns it.
+type stateView struct {
+	Room      string        `json:"room"`
+	AppRegion placeView     `json:"app_region"`
+	Regions   []regionView  `json:"regions"`
+	Lightbulb lightView     `json:"lightbulb"`
+	Messages  []messageView `json:"messages"`
+}
+
+func newStateView(s presence.Snapshot, here string) stateView {
+	return stateView{
+		Room:      s.Room,
+		AppRegion: place(here),
+		Regions:   newRegionViews(s.Regions, here),
+		Lightbulb: newLightView(s.Light),
+		Messages:  newMessageViews(s.Messages),
+	}
+}
+
+// youView is the viewer's own card on the page.
+type youView struct {
+	ID     string
+	Colour string
+	Edge   placeView
+	App    placeView
+}
+
+// Initials is what the viewer's avatar shows.
+func (y youView) Initials() string { return y.ID[:2] }
+
+type pageData struct {
+	You       youView
+	State     stateView
+	Tabs      int
+	EventsURL string
+}

@@ -1,0 +1,111 @@
+// Command global-presence serves a page that shows who else is looking at it
+// right now and lets them interact live, over Server-Sent Events.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"globalpresence/bus"
+	"globalpresence/handlers"
+	"globalpresence/presence"
+	"globalpresence/templates"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "global-presence:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("global-presence", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", defaultAddr(getenv), "listen address (default :$PORT, or :8080)")
+	coalesce := fs.Duration("coalesce", 250*time.Millisecond, "least time between presence updates sent to a client")
+	heartbeat := fs.Duration("heartbeat", 15*time.Second, "interval of the keep-alive comment on streams")
+	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long shutdown waits for requests to finish")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	region := getenv("FLY_REGION")
+	if region == "" {
+		region = presence.LocalRegion
+	}
+	log := newLogger(stderr)
+
+	tmpl, err := templates.Parse()
+	if err != nil {
+		return err
+	}
+	store := presence.NewMemory(region)
+	defer store.Close()
+	emitter := bus.NewEmitter(0)
+	bc := handlers.NewBroadcaster(store, emitter, tmpl, handlers.BroadcasterConfig{
+		Region: region, Coalesce: *coalesce, Heartbeat: *heartbeat, Log: log,
+	})
+	defer bc.Close()
+	srv := handlers.New(handlers.Config{Store: store, Broadcaster: bc, Templates: tmpl, Region: region, Log: log})
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stdout, "global-presence: listening on http://%s (region %s, store memory)\n", ln.Addr(), region)
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	srv.EndStreams()
+	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func defaultAddr(getenv func(string) string) string {
+	if p := getenv("PORT"); p != "" {
+		return ":" + p
+	}
+	return ":8080"
+}
+
+// newLogger logs JSON for machines, text for a person at a terminal.
+func newLogger(w io.Writer) *slog.Logger {
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return slog.New(slog.NewTextHandler(w, nil))
+		}
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
