@@ -57,15 +57,13 @@ func GroupTabs(tabs []Tab) []RegionView {
 	return views
 }
 
-// TabsOf counts a user's open tabs across every region.
-func TabsOf(regions []RegionView, user UserID) int {
-	n := 0
+// TabCounts counts each user's open tabs across every region.
+func TabCounts(regions []RegionView) map[UserID]int {
+	counts := make(map[UserID]int)
 	for _, r := range regions {
 		for _, u := range r.Users {
-			if u.ID == user {
-				n += u.Tabs
-			}
+			counts[u.ID] += u.Tabs
 		}
 	}
-	return n
+	return counts
 }

@@ -22,10 +22,10 @@ func TestGroupTabs(t *testing.T) {
 		t.Fatalf("syd users: %+v", syd)
 	}
 	// Flaw 9 of the original: a user in two regions was counted twice.
-	if n := TabsOf(got, "B"); n != 3 {
+	if n := TabCounts(got)["B"]; n != 3 {
 		t.Fatalf("B has %d tabs, want 3", n)
 	}
-	if n := TabsOf(got, "nobody"); n != 0 {
+	if n := TabCounts(got)["nobody"]; n != 0 {
 		t.Fatalf("nobody has %d tabs", n)
 	}
 	if g := GroupTabs(nil); g == nil || len(g) != 0 {

@@ -5,5 +5,5 @@ import "embed"
 
 // FS holds the stylesheet and the pinned htmx files.
 //
-//go:embed *.js *.css *.LICENSE
+//go:embed *.js *.css *.svg *.LICENSE
 var FS embed.FS
