@@ -52,7 +52,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	store := presence.NewMemory(region)
+	store, storeName, err := openStore(getenv, region, log)
+	if err != nil {
+		return err
+	}
 	defer store.Close()
 	emitter := bus.NewEmitter(0)
 	bc := handlers.NewBroadcaster(store, emitter, tmpl, handlers.BroadcasterConfig{
@@ -71,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "global-presence: listening on http://%s (region %s, store memory)\n", ln.Addr(), region)
+	fmt.Fprintf(stdout, "global-presence: listening on http://%s (region %s, store %s)\n", ln.Addr(), region, storeName)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 
@@ -91,6 +94,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	return nil
+}
+
+// openStore picks the backend: Redis/KeyDB when REDIS_URL is set, else the
+// embedded memory store. The name it returns is safe to print (no password).
+func openStore(getenv func(string) string, region string, log *slog.Logger) (presence.Store, string, error) {
+	url := getenv("REDIS_URL")
+	if url == "" {
+		return presence.NewMemory(region), "memory", nil
+	}
+	instance := getenv("FLY_ALLOC_ID")
+	if instance == "" {
+		instance = region
+	}
+	s, err := presence.NewRedis(presence.RedisConfig{
+		URL:      url,
+		WriteURL: getenv("REDIS_WRITE_URL"),
+		Region:   region,
+		Instance: instance,
+		Log:      log,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return s, "redis " + s.Instance(), nil
 }
 
 func defaultAddr(getenv func(string) string) string {

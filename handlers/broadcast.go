@@ -221,10 +221,12 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 	if parts&presence.PartMessages != 0 {
 		b.update(room, rs, evMessages, func() (framed, error) { return b.r.messages(snap.Messages) })
 	}
+	if parts&(presence.PartPresence|presence.PartLatency) != 0 {
+		b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region, snap.Latency) })
+	}
 	if parts&presence.PartPresence == 0 {
 		return
 	}
-	b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region) })
 	rs.counts = presence.TabCounts(snap.Regions)
 	for user, us := range rs.users {
 		if n := rs.counts[user]; n != us.count {

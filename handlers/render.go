@@ -56,8 +56,8 @@ func (r renderer) light(l presence.Light) (framed, error) {
 	return r.frame(evLight, v, v)
 }
 
-func (r renderer) regions(rs []presence.RegionView, here string) (framed, error) {
-	v := newRegionViews(rs, here)
+func (r renderer) regions(rs []presence.RegionView, here string, lat []presence.Latency) (framed, error) {
+	v := newRegionViews(rs, here, lat)
 	return r.frame(evRegions, v, struct {
 		Regions []regionView `json:"regions"`
 	}{v})

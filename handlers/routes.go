@@ -3,6 +3,8 @@
 package handlers
 
 import (
+	"context"
+	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -58,6 +60,7 @@ func New(cfg Config) *Server {
 	e.GET("/api/state", s.state)
 	e.GET("/events", s.events)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.ready)
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServerFS(static.FS))))
 	return s
 }
@@ -76,6 +79,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		return
 	}
 	he, ok := err.(*echo.HTTPError)
+	if errors.Is(err, presence.ErrUnavailable) {
+		he, ok = echo.NewHTTPError(http.StatusServiceUnavailable, "the store is unavailable; try again shortly"), true
+	}
 	if !ok {
 		s.cfg.Log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		he = echo.NewHTTPError(http.StatusInternalServerError, "internal error")
@@ -92,4 +98,15 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if err != nil {
 		s.cfg.Log.Warn("writing error response", "err", err)
 	}
+}
+
+// ready answers 200 when the store is connected and following changes
+// (always, for the embedded store), 503 with the reason otherwise.
+func (s *Server) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Ready(ctx); err != nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "not ready: "+err.Error())
+	}
+	return c.String(http.StatusOK, "ready\n")
 }

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"time"
 
 	"globalpresence/presence"
@@ -48,11 +49,14 @@ type regionView struct {
 	Here   bool       `json:"here"` // the app region serving this page
 	Count  int        `json:"count"`
 	Users  []userView `json:"users"`
+	// PingMs is how long changes from this region take to reach the
+	// instance serving the page (median of recent ones); nil until measured.
+	PingMs *float64 `json:"ping_ms,omitempty"`
 }
 
 // newRegionViews makes one card per region with viewers, plus the serving
 // region's own card even while it is empty.
-func newRegionViews(regions []presence.RegionView, here string) []regionView {
+func newRegionViews(regions []presence.RegionView, here string, lat []presence.Latency) []regionView {
 	views := make([]regionView, 0, len(regions)+1)
 	seen := false
 	for _, r := range regions {
@@ -66,6 +70,39 @@ func newRegionViews(regions []presence.RegionView, here string) []regionView {
 	}
 	if !seen {
 		views = append([]regionView{{Region: here, City: presence.City(here), Here: true, Users: []userView{}}}, views...)
+	}
+	for i := range views {
+		for _, l := range lat {
+			if l.Region == views[i].Region {
+				views[i].PingMs = &l.P50Ms
+			}
+		}
+	}
+	return views
+}
+
+// Ping is the delay shown on a region's card ("" until measured), in whole
+// milliseconds or tenths below ten, so the card does not change with noise.
+func (r regionView) Ping() string {
+	switch {
+	case r.PingMs == nil:
+		return ""
+	case *r.PingMs < 10:
+		return fmt.Sprintf("from %s: %.1f ms", r.City, *r.PingMs)
+	}
+	return fmt.Sprintf("from %s: %.0f ms", r.City, *r.PingMs)
+}
+
+// latencyView is one region's propagation delay to this instance.
+type latencyView struct {
+	presence.Latency
+	City string `json:"city"`
+}
+
+func newLatencyViews(lat []presence.Latency) []latencyView {
+	views := make([]latencyView, len(lat))
+	for i, l := range lat {
+		views[i] = latencyView{Latency: l, City: presence.City(l.Region)}
 	}
 	return views
 }
@@ -107,15 +144,18 @@ type stateView struct {
 	Regions   []regionView  `json:"regions"`
 	Lightbulb lightView     `json:"lightbulb"`
 	Messages  []messageView `json:"messages"`
+	// Latency is, per origin region, how long its changes took to get here.
+	Latency []latencyView `json:"latency"`
 }
 
 func newStateView(s presence.Snapshot, here string) stateView {
 	return stateView{
 		Room:      s.Room,
 		AppRegion: place(here),
-		Regions:   newRegionViews(s.Regions, here),
+		Regions:   newRegionViews(s.Regions, here, s.Latency),
 		Lightbulb: newLightView(s.Light),
 		Messages:  newMessageViews(s.Messages),
+		Latency:   newLatencyViews(s.Latency),
 	}
 }
 

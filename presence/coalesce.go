@@ -10,6 +10,7 @@ import (
 // changes becomes one re-render. Presence is further held to one flush per
 // interval per room, so no client gets more than a few presence renders per
 // second whatever the churn, while a quiet room's first change goes at once.
+// Latency figures, which change with every event, are held the same way.
 type Coalescer struct {
 	interval time.Duration
 	flush    func(room string, parts Part)
@@ -90,9 +91,9 @@ func (c *Coalescer) due(work []flushWork, now time.Time) ([]flushWork, time.Dura
 	defer c.mu.Unlock()
 	var next time.Duration
 	for room, parts := range c.pending {
-		if parts&PartPresence != 0 {
+		if parts&throttledParts != 0 {
 			if wait := c.lastPres[room].Add(c.interval).Sub(now); wait > 0 {
-				parts &^= PartPresence
+				parts &^= throttledParts
 				if next == 0 || wait < next {
 					next = wait
 				}

@@ -1,6 +1,19 @@
 package presence
 
-import "context"
+import (
+	"context"
+	"errors"
+	"regexp"
+)
+
+// ErrUnavailable is returned by writes while the store cannot be reached.
+var ErrUnavailable = errors.New("store unavailable")
+
+var roomName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidRoom reports whether name can name a room: it becomes part of store
+// keys, so it is kept to a safe alphabet.
+func ValidRoom(name string) bool { return roomName.MatchString(name) }
 
 // Part names the independently updated parts of a room's page.
 type Part uint8
@@ -10,7 +23,11 @@ const (
 	PartLight Part = 1 << iota
 	PartMessages
 	PartPresence
-	AllParts = PartLight | PartMessages | PartPresence
+	PartLatency // propagation delays from other regions
+	AllParts    = PartLight | PartMessages | PartPresence | PartLatency
+	// throttledParts change with every event anywhere; they are re-rendered
+	// at most once per coalescing interval.
+	throttledParts = PartPresence | PartLatency
 )
 
 // Change tells watchers that parts of a room may have changed. It is a hint:
@@ -27,6 +44,7 @@ type Snapshot struct {
 	Light    Light        `json:"lightbulb"`
 	Messages []Message    `json:"messages"`
 	Regions  []RegionView `json:"regions"`
+	Latency  []Latency    `json:"latency"`
 }
 
 // Store keeps the shared state of every room. A Store belongs to one app
@@ -47,6 +65,8 @@ type Store interface {
 	// Watch registers fn to hear about changes from every region. fn runs on
 	// the store's goroutine and must not block.
 	Watch(fn func(Change))
+	// Ready reports whether the store is connected and receiving changes.
+	Ready(ctx context.Context) error
 	// Close releases the store; this instance's tabs leave.
 	Close() error
 }

@@ -98,7 +98,7 @@ func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
 func (m *Memory) Snapshot(_ context.Context, room string) (Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	snap := Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}}
+	snap := Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}, Latency: []Latency{}}
 	r := m.rooms[room]
 	if r == nil {
 		return snap, nil
@@ -116,6 +116,9 @@ func (m *Memory) Snapshot(_ context.Context, room string) (Snapshot, error) {
 	snap.Regions = GroupTabs(tabs)
 	return snap, nil
 }
+
+// Ready implements Store: memory is always ready.
+func (m *Memory) Ready(context.Context) error { return nil }
 
 // Watch implements Store.
 func (m *Memory) Watch(fn func(Change)) {

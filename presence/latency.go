@@ -1,0 +1,76 @@
+package presence
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// Latency is how long changes made in one region took to reach this
+// instance: the "ping" between regions as users feel it.
+type Latency struct {
+	Region  string  `json:"region"`
+	P50Ms   float64 `json:"p50_ms"`
+	MaxMs   float64 `json:"max_ms"`
+	Samples int     `json:"samples"`
+}
+
+// latencyWindow is how many recent samples per region are kept.
+const latencyWindow = 64
+
+// latencies records propagation delays per origin region.
+type latencies struct {
+	mu      sync.Mutex
+	samples map[string][]time.Duration // ring of the latest latencyWindow
+	next    map[string]int
+}
+
+func newLatencies() *latencies {
+	return &latencies{samples: make(map[string][]time.Duration), next: make(map[string]int)}
+}
+
+// observe records a change made in region at origin (unix nanoseconds).
+func (l *latencies) observe(region string, origin int64, now time.Time) {
+	if origin == 0 {
+		return
+	}
+	d := max(now.Sub(time.Unix(0, origin)), 0) // clocks may disagree slightly
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.samples[region]
+	if len(s) < latencyWindow {
+		l.samples[region] = append(s, d)
+		return
+	}
+	s[l.next[region]] = d
+	l.next[region] = (l.next[region] + 1) % latencyWindow
+}
+
+// report summarises every region, sorted by region.
+func (l *latencies) report() []Latency {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Latency, 0, len(l.samples))
+	for region, s := range l.samples {
+		sorted := slices.Clone(s)
+		slices.Sort(sorted)
+		out = append(out, Latency{
+			Region:  region,
+			P50Ms:   ms(sorted[len(sorted)/2]),
+			MaxMs:   ms(sorted[len(sorted)-1]),
+			Samples: len(sorted),
+		})
+	}
+	slices.SortFunc(out, func(a, b Latency) int {
+		if a.Region < b.Region {
+			return -1
+		}
+		if a.Region > b.Region {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,505 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// This file is how a Redis store follows every other instance: one
+// subscription, one worker goroutine applying what arrives, re-reads on any
+// doubt, heartbeats, and watching the regional node's health.
+
+func (s *Redis) enqueue(fn func()) {
+	select {
+	case s.work <- fn:
+	default:
+		// Dropping a hint is safe only if a full re-read follows.
+		s.overflow.Store(true)
+	}
+}
+
+func (s *Redis) worker() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case fn := <-s.work:
+			fn()
+		}
+		if s.overflow.Swap(false) {
+			s.resyncAll()
+		}
+	}
+}
+
+// enableNotifications turns on the keyspace events this store needs on the
+// node it subscribes to, keeping any flags already set. A server that
+// refuses CONFIG (managed Redis) must have them in its configuration.
+func (s *Redis) enableNotifications(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cur, err := s.read.Do(ctx, s.read.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
+	flags := cur["notify-keyspace-events"]
+	missing := missingFlags(flags, keyspaceFlags)
+	if err == nil && missing == "" {
+		return
+	}
+	if err == nil {
+		err = s.read.Do(ctx, s.read.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", flags+missing).Build()).Error()
+		if err == nil {
+			return
+		}
+	}
+	if _, refused := rueidis.IsRedisErr(err); !refused {
+		return // not reachable yet: retried after every (re)subscription
+	}
+	s.log.Error("cannot enable keyspace notifications: add this line to the store's configuration",
+		"setting", "notify-keyspace-events "+keyspaceFlags, "err", err)
+}
+
+// missingFlags returns the flags of need not implied by have ('A' is every
+// event class).
+func missingFlags(have, need string) string {
+	var out strings.Builder
+	for _, f := range need {
+		if strings.ContainsRune(have, f) || (f != 'K' && f != 'E' && strings.ContainsRune(have, 'A')) {
+			continue
+		}
+		out.WriteRune(f)
+	}
+	return out.String()
+}
+
+// subscribe follows eventsChannel and the keyspace events of our keys for
+// the life of the store. rueidis re-subscribes by itself after a reconnect;
+// every confirmation is followed by a full re-read, since anything published
+// while disconnected is lost.
+func (s *Redis) subscribe() {
+	defer s.wg.Done()
+	var confirmed atomic.Int32
+	ctx := rueidis.WithOnSubscriptionHook(s.ctx, func(sub rueidis.PubSubSubscription) {
+		if sub.Kind != "psubscribe" || confirmed.Add(1)%2 != 0 {
+			return // wait until both patterns are confirmed
+		}
+		s.mu.Lock()
+		s.health.subscribed = true
+		s.mu.Unlock()
+		s.enqueue(func() {
+			s.enableNotifications(s.ctx)
+			s.resyncAll()
+		})
+	})
+	keyspace := fmt.Sprintf("__keyspace@%d__:%s*", s.db, keyPrefix)
+	for s.ctx.Err() == nil {
+		err := s.read.Receive(ctx, s.read.B().Psubscribe().Pattern(eventsChannel, keyspace).Build(), func(m rueidis.PubSubMessage) {
+			s.enqueue(func() { s.handle(m) })
+		})
+		s.markUnsubscribed(err)
+		select {
+		case <-s.ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Redis) markUnsubscribed(err error) {
+	s.mu.Lock()
+	s.health.subscribed = false
+	if err != nil {
+		s.health.err = err
+	}
+	s.mu.Unlock()
+}
+
+// handle applies one pub/sub message, on the worker goroutine.
+func (s *Redis) handle(m rueidis.PubSubMessage) {
+	if m.Channel != eventsChannel {
+		s.handleKeyspace(strings.TrimPrefix(m.Channel, fmt.Sprintf("__keyspace@%d__:", s.db)), m.Message)
+		return
+	}
+	var w wire
+	if err := json.Unmarshal([]byte(m.Message), &w); err != nil || !ValidRoom(w.Room) {
+		s.log.Warn("ignoring a malformed store event", "message", m.Message)
+		return
+	}
+	s.lat.observe(w.Region, w.Wall, time.Now())
+	switch w.Type {
+	case "light", "say":
+		part := PartLight
+		if w.Type == "say" {
+			part = PartMessages
+		}
+		if s.learnRegion(w.Room, w.Region) {
+			s.notify(Change{Room: w.Room, Parts: part | PartLatency})
+		}
+	case "join", "leave":
+		s.applyDelta(w)
+	case "beat":
+		s.beatSeen(w)
+	case "bye":
+		s.dropInstance(w.Room, w.Inst)
+	}
+}
+
+func (s *Redis) handleKeyspace(key, event string) {
+	room, kind, owner, ok := parseKey(key)
+	if !ok || (event != "del" && event != "expired") {
+		return
+	}
+	switch kind {
+	case "tabs":
+		// A crashed instance's tabs expire: everyone drops them at once.
+		s.dropInstance(room, owner)
+	case "light", "feed":
+		if s.tracked(room) {
+			s.notify(Change{Room: room, Parts: PartLight | PartMessages})
+		}
+	}
+}
+
+func (s *Redis) tracked(room string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rooms[room] != nil
+}
+
+// learnRegion notes a region writing to a tracked room; false if the room is
+// not tracked here (nobody here needs it).
+func (s *Redis) learnRegion(room, region string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[room]
+	if r == nil {
+		return false
+	}
+	r.regions[region] = true
+	return true
+}
+
+// applyDelta applies a join or leave in sequence; anything out of sequence
+// is settled by re-reading that instance's tabs.
+func (s *Redis) applyDelta(w wire) {
+	s.mu.Lock()
+	r := s.rooms[w.Room]
+	if r == nil {
+		s.mu.Unlock()
+		return
+	}
+	it := r.insts[w.Inst]
+	switch {
+	case it != nil && w.Seq <= it.seq:
+		s.mu.Unlock()
+		return // already applied, or older than a re-read
+	case (it == nil && w.Seq != 1) || (it != nil && w.Seq != it.seq+1):
+		s.mu.Unlock()
+		s.reread(w.Room, w.Inst)
+		return
+	case it == nil:
+		it = &instTabs{tabs: make(map[string]Tab)}
+		r.insts[w.Inst] = it
+	}
+	it.seq, it.lastSeen = w.Seq, time.Now()
+	if w.Type == "join" && w.Tab != nil {
+		it.tabs[w.Tab.ID] = *w.Tab
+	} else {
+		delete(it.tabs, w.TabID)
+	}
+	s.mu.Unlock()
+	s.notify(Change{Room: w.Room, Parts: PartPresence | PartLatency})
+}
+
+// beatSeen keeps an instance alive and re-reads it if it is ahead of us.
+func (s *Redis) beatSeen(w wire) {
+	s.mu.Lock()
+	r := s.rooms[w.Room]
+	if r == nil {
+		s.mu.Unlock()
+		return
+	}
+	it := r.insts[w.Inst]
+	behind := it == nil || w.Seq > it.seq
+	if it != nil {
+		it.lastSeen = time.Now()
+	}
+	s.mu.Unlock()
+	if behind {
+		s.reread(w.Room, w.Inst)
+		return
+	}
+	s.notify(Change{Room: w.Room, Parts: PartLatency})
+}
+
+func (s *Redis) dropInstance(room, inst string) {
+	s.mu.Lock()
+	r := s.rooms[room]
+	var had bool
+	if r != nil {
+		_, had = r.insts[inst]
+		delete(r.insts, inst)
+	}
+	s.mu.Unlock()
+	if had {
+		s.notify(Change{Room: room, Parts: PartPresence})
+	}
+}
+
+// reread replaces what is known of one instance's tabs in a room by what the
+// store holds.
+func (s *Redis) reread(room, inst string) {
+	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	defer cancel()
+	h, err := s.read.Do(ctx, s.read.B().Hgetall().Key(tabsKey(room, inst)).Build()).AsStrMap()
+	if err != nil {
+		s.log.Warn("re-reading an instance's tabs", "room", room, "instance", inst, "err", err)
+		return // the next beat or resync tries again
+	}
+	s.mu.Lock()
+	r := s.rooms[room]
+	if r == nil {
+		s.mu.Unlock()
+		return
+	}
+	if it := decodeTabs(h); it != nil {
+		r.insts[inst] = it
+	} else {
+		delete(r.insts, inst)
+	}
+	s.mu.Unlock()
+	s.notify(Change{Room: room, Parts: PartPresence})
+}
+
+// decodeTabs reads an instance's tabs hash; nil when it is gone.
+func decodeTabs(h map[string]string) *instTabs {
+	if len(h) == 0 {
+		return nil
+	}
+	it := &instTabs{tabs: make(map[string]Tab), lastSeen: time.Now()}
+	for k, v := range h {
+		if k == "_seq" {
+			it.seq, _ = strconv.ParseUint(v, 10, 64)
+			continue
+		}
+		var t Tab
+		if json.Unmarshal([]byte(v), &t) == nil {
+			it.tabs[k] = t
+		}
+	}
+	return it
+}
+
+// track makes sure a room's regions and presence are known here, reading
+// them from the store the first time the room is asked for.
+func (s *Redis) track(ctx context.Context, room string) error {
+	if s.tracked(room) {
+		return nil
+	}
+	r, err := s.discover(ctx, room)
+	if err != nil {
+		s.noteError(err)
+		return err
+	}
+	s.mu.Lock()
+	if s.rooms[room] == nil {
+		s.rooms[room] = r
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// discover reads everything a room holds in the store: which regions wrote
+// to it and every instance's tabs.
+func (s *Redis) discover(ctx context.Context, room string) (*redisRoom, error) {
+	r := &redisRoom{regions: make(map[string]bool), insts: make(map[string]*instTabs)}
+	var insts []string
+	for cursor := uint64(0); ; {
+		entry, err := s.read.Do(ctx, s.read.B().Scan().Cursor(cursor).Match(keyPrefix+room+":*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return nil, err
+		}
+		for _, key := range entry.Elements {
+			switch _, kind, owner, ok := parseKey(key); {
+			case !ok:
+			case kind == "tabs":
+				insts = append(insts, owner)
+			case kind == "light" || kind == "feed":
+				r.regions[owner] = true
+			}
+		}
+		if cursor = entry.Cursor; cursor == 0 {
+			break
+		}
+	}
+	cmds := make(rueidis.Commands, len(insts))
+	for i, inst := range insts {
+		cmds[i] = s.read.B().Hgetall().Key(tabsKey(room, inst)).Build()
+	}
+	for i, res := range s.read.DoMulti(ctx, cmds...) {
+		h, err := res.AsStrMap()
+		if err != nil {
+			return nil, err
+		}
+		if it := decodeTabs(h); it != nil {
+			r.insts[insts[i]] = it
+		}
+	}
+	return r, nil
+}
+
+// resyncAll re-reads every tracked room, replacing what deltas built, and
+// tells watchers everything may have changed. Runs on the worker.
+func (s *Redis) resyncAll() {
+	s.mu.Lock()
+	rooms := make([]string, 0, len(s.rooms))
+	for room := range s.rooms {
+		rooms = append(rooms, room)
+	}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	for _, room := range rooms {
+		r, err := s.discover(ctx, room)
+		if err != nil {
+			s.log.Warn("resync failed; retrying later", "room", room, "err", err)
+			s.noteError(err)
+			continue
+		}
+		s.mu.Lock()
+		if old := s.rooms[room]; old != nil {
+			r.last = old.last
+			for g := range old.regions {
+				r.regions[g] = true
+			}
+		}
+		s.rooms[room] = r
+		s.mu.Unlock()
+		s.resyncs.Add(1)
+	}
+	s.notify(Change{Parts: AllParts})
+}
+
+// heartbeat renews this instance's presence (one call per room with tabs
+// here, never per connection), rewrites it if the store lost it, and checks
+// that every other instance still beats.
+func (s *Redis) heartbeat() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.beat()
+		s.enqueue(s.checkSilent)
+	}
+}
+
+func (s *Redis) beat() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Heartbeat)
+	defer cancel()
+	s.mu.Lock()
+	rooms := make(map[string][]Tab, len(s.mine))
+	for room, tabs := range s.mine {
+		if len(tabs) == 0 {
+			delete(s.mine, room)
+			continue
+		}
+		for _, t := range tabs {
+			rooms[room] = append(rooms[room], t)
+		}
+	}
+	s.mu.Unlock()
+	ttl := strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10)
+	for room, tabs := range rooms {
+		w := wire{Type: "beat", Room: room, Region: s.cfg.Region, Inst: s.inst, Wall: time.Now().UnixNano()}
+		key := []string{tabsKey(room, s.inst)}
+		seq, err := beatScript.Exec(ctx, s.write, key, []string{ttl, eventsChannel, w.seqTemplate(), "}"}).AsInt64()
+		if err == nil && seq >= 0 {
+			s.noteSeq(room, uint64(seq))
+			continue
+		}
+		if err != nil {
+			s.noteError(err)
+			continue
+		}
+		// The store lost our tabs (restarted empty, or we were cut off for
+		// longer than the TTL): write them all again, in a new sequence.
+		s.mu.Lock()
+		s.mySeq[room]++
+		next := s.mySeq[room]
+		s.mu.Unlock()
+		args := []string{ttl, eventsChannel, w.seqTemplate(), "}", strconv.FormatUint(next, 10)}
+		for _, t := range tabs {
+			b, _ := json.Marshal(t)
+			args = append(args, t.ID, string(b))
+		}
+		if err := restoreScript.Exec(ctx, s.write, key, args).Error(); err != nil {
+			s.noteError(err)
+		} else {
+			s.log.Info("rewrote this instance's presence after the store lost it", "room", room, "tabs", len(tabs))
+		}
+	}
+}
+
+// checkSilent re-reads instances not heard from for longer than the TTL: the
+// store's expiry event may have been missed, and the store has the truth.
+func (s *Redis) checkSilent() {
+	limit := time.Now().Add(-s.cfg.TTL - s.cfg.Heartbeat)
+	type ri struct{ room, inst string }
+	var silent []ri
+	s.mu.Lock()
+	for room, r := range s.rooms {
+		for inst, it := range r.insts {
+			if it.lastSeen.Before(limit) {
+				silent = append(silent, ri{room, inst})
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, x := range silent {
+		s.reread(x.room, x.inst)
+	}
+}
+
+// watchLink checks the regional node every second: a replica that lost its
+// primary misses everything written meanwhile, so when its link comes back
+// everything is re-read. It also runs the periodic safety re-read.
+func (s *Redis) watchLink() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	lastResync := time.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+		info, err := s.read.Do(ctx, s.read.B().Info().Section("replication").Build()).ToString()
+		cancel()
+		if err != nil {
+			s.noteError(err)
+			s.markUnsubscribed(nil) // the subscription shares this connection
+			continue
+		}
+		up := !strings.Contains(info, "role:slave") || strings.Contains(info, "master_link_status:up")
+		s.mu.Lock()
+		wasUp := s.health.linkUp
+		s.health.linkUp = up
+		s.mu.Unlock()
+		if (up && !wasUp) || time.Since(lastResync) > s.cfg.Resync {
+			lastResync = time.Now()
+			s.enqueue(s.resyncAll)
+		}
+	}
+}

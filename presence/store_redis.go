@@ -1,0 +1,463 @@
+package presence
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// RedisConfig configures the Redis/KeyDB store.
+type RedisConfig struct {
+	URL       string        // regional store: reads and subscriptions (redis:// or rediss://)
+	WriteURL  string        // optional primary for writes; "" writes to URL (KeyDB multi-master)
+	Region    string        // this app region
+	Instance  string        // this instance's name (FLY_ALLOC_ID); a per-process suffix is added
+	TTL       time.Duration // how long an instance's tabs outlive its last heartbeat (6 s)
+	Heartbeat time.Duration // heartbeat period (TTL/3)
+	Resync    time.Duration // full re-read period, a safety net for lost hints (30 s)
+	Log       *slog.Logger
+}
+
+// feedKeep is how many messages each region keeps in its own feed: the
+// merged feed never needs more than FeedLen from any one region.
+const feedKeep = FeedLen
+
+// Redis is the Store for many regions: each region (or instance) writes only
+// keys it owns on its regional Redis or KeyDB, every change is announced on a
+// pub/sub channel, and every reader merges all owners' keys. Presence is kept
+// in memory from sequenced deltas and re-read from the store on any gap, on
+// every (re)subscription and periodically.
+type Redis struct {
+	cfg   RedisConfig
+	inst  string
+	read  rueidis.Client
+	write rueidis.Client
+	clock Clock
+	lat   *latencies
+	log   *slog.Logger
+
+	db   int64
+	work chan func() // the pipeline goroutine hands everything to one worker
+	// overflow is set when a hint was dropped: a full re-read must follow.
+	overflow atomic.Bool
+	resyncs  atomic.Uint64
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu       sync.Mutex
+	rooms    map[string]*redisRoom
+	mine     map[string]map[string]Tab // room → this instance's own tabs
+	mySeq    map[string]uint64         // room → last sequence this instance published
+	watchers []func(Change)
+	health   health
+}
+
+// redisRoom is what this instance knows of a room: the regions that wrote
+// to it, the presence of every instance, and the last state read.
+type redisRoom struct {
+	regions map[string]bool
+	insts   map[string]*instTabs
+	last    *Snapshot // served while the store cannot be read
+}
+
+type instTabs struct {
+	seq      uint64
+	tabs     map[string]Tab
+	lastSeen time.Time
+}
+
+type health struct {
+	subscribed bool
+	linkUp     bool // this node's link to its primary, where it is a replica
+	err        error
+}
+
+var _ Store = (*Redis)(nil)
+
+// NewRedis connects to the store and starts following it. It returns even
+// when the store is down (the app serves what it has and says so in Ready);
+// it fails only on a bad configuration.
+func NewRedis(cfg RedisConfig) (*Redis, error) {
+	if cfg.TTL <= 0 {
+		cfg.TTL = 6 * time.Second
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = cfg.TTL / 3
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	opt, err := rueidis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL: %w", err)
+	}
+	read, err := newRedisClient(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	write := read
+	if cfg.WriteURL != "" {
+		if write, err = newRedisClient(cfg.WriteURL); err != nil {
+			read.Close()
+			return nil, err
+		}
+	}
+	var suffix [3]byte
+	_, _ = rand.Read(suffix[:])
+	inst := strings.ReplaceAll(cfg.Instance, ":", "-")
+	if inst == "" {
+		inst = cfg.Region
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Redis{
+		cfg:    cfg,
+		db:     int64(opt.SelectDB),
+		inst:   inst + "-" + hex.EncodeToString(suffix[:]),
+		read:   read,
+		write:  write,
+		lat:    newLatencies(),
+		log:    cfg.Log,
+		work:   make(chan func(), 4096),
+		ctx:    ctx,
+		cancel: cancel,
+		rooms:  make(map[string]*redisRoom),
+		mine:   make(map[string]map[string]Tab),
+		mySeq:  make(map[string]uint64),
+		health: health{linkUp: true, err: errors.New("not subscribed yet")},
+	}
+	s.enableNotifications(ctx)
+	s.wg.Add(4)
+	go s.worker()
+	go s.subscribe()
+	go s.heartbeat()
+	go s.watchLink()
+	return s, nil
+}
+
+// newRedisClient opens a client that survives the store being down at start
+// and reconnects by itself.
+func newRedisClient(url string) (rueidis.Client, error) {
+	opt, err := rueidis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL: %w", err)
+	}
+	opt.DisableCache = true      // no client-side caching: pub/sub hints drive re-reads
+	opt.ForceSingleClient = true // standalone or replica, never cluster; and start while down
+	opt.ConnWriteTimeout = 5 * time.Second
+	c, err := rueidis.NewClient(opt)
+	if c == nil {
+		return nil, fmt.Errorf("redis client: %w", err)
+	}
+	return c, nil
+}
+
+// Resyncs counts full re-reads of the tracked rooms so far.
+func (s *Redis) Resyncs() uint64 { return s.resyncs.Load() }
+
+// Instance is this instance's name in the store.
+func (s *Redis) Instance() string { return s.inst }
+
+// Switch implements Store.
+func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, error) {
+	records, err := s.readLight(ctx, s.write, room, s.knownRegions(room, s.cfg.Region))
+	if err != nil {
+		return Light{}, s.unavailable(err)
+	}
+	now := s.clock.Now()
+	rec := ApplySwitch(records, s.cfg.Region, sw, now)
+	stamp, _ := json.Marshal(rec.Last)
+	flip, set := "1", ""
+	if sw.Set != nil {
+		flip = "0"
+		b, _ := json.Marshal(rec.Set)
+		set = string(b)
+	}
+	hint := wire{Type: "light", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano()}.encode()
+	err = switchScript.Exec(ctx, s.write, []string{lightKey(room, s.cfg.Region)},
+		[]string{flip, hlcHex(now), string(stamp), set, eventsChannel, hint}).Error()
+	if err != nil {
+		return Light{}, s.unavailable(err)
+	}
+	if records, err = s.readLight(ctx, s.write, room, s.knownRegions(room, s.cfg.Region)); err != nil {
+		return Light{}, s.unavailable(err)
+	}
+	return FoldLight(records), nil
+}
+
+// Say implements Store.
+func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
+	msg := NewMessage(s.clock.Now(), s.cfg.Region, p)
+	b, _ := json.Marshal(msg)
+	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano()}.encode()
+	err := sayScript.Exec(ctx, s.write, []string{feedKey(room, s.cfg.Region)},
+		[]string{string(b), strconv.Itoa(feedKeep), eventsChannel, hint}).Error()
+	if err != nil {
+		return Message{}, s.unavailable(err)
+	}
+	return msg, nil
+}
+
+// Join implements Store: one script call, O(1) whatever the room's size.
+func (s *Redis) Join(ctx context.Context, room string, t Tab) error {
+	s.mu.Lock()
+	if s.mine[room] == nil {
+		s.mine[room] = make(map[string]Tab)
+	}
+	s.mine[room][t.ID] = t
+	s.mu.Unlock()
+	tab, _ := json.Marshal(t)
+	return s.publishTab(ctx, room, t.ID, string(tab), wire{Type: "join", Tab: &t})
+}
+
+// Leave implements Store.
+func (s *Redis) Leave(ctx context.Context, room string, tabID string) error {
+	s.mu.Lock()
+	_, ok := s.mine[room][tabID]
+	delete(s.mine[room], tabID)
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return s.publishTab(ctx, room, tabID, "", wire{Type: "leave", TabID: tabID})
+}
+
+func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w wire) error {
+	w.Room, w.Region, w.Inst, w.Wall = room, s.cfg.Region, s.inst, time.Now().UnixNano()
+	s.mu.Lock()
+	last := s.mySeq[room]
+	s.mu.Unlock()
+	seq, err := tabScript.Exec(ctx, s.write, []string{tabsKey(room, s.inst)}, []string{
+		tabID, tabJSON, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10),
+		eventsChannel, w.seqTemplate(), "}", strconv.FormatUint(last, 10),
+	}).AsInt64()
+	if err != nil {
+		// The heartbeat rewrites this instance's tabs once the store is back.
+		return s.unavailable(err)
+	}
+	s.noteSeq(room, uint64(seq))
+	return nil
+}
+
+func (s *Redis) noteSeq(room string, seq uint64) {
+	s.mu.Lock()
+	s.mySeq[room] = max(s.mySeq[room], seq)
+	s.mu.Unlock()
+}
+
+// Snapshot implements Store. Presence comes from memory (kept by deltas);
+// the lightbulb and feeds are read from the regional store in one round
+// trip. While the store cannot be read, the last state read is served.
+func (s *Redis) Snapshot(ctx context.Context, room string) (Snapshot, error) {
+	if err := s.track(ctx, room); err != nil {
+		return s.lastSnapshot(room), nil
+	}
+	regions := s.knownRegions(room, "")
+	records, err := s.readLight(ctx, s.read, room, regions)
+	if err != nil {
+		s.noteError(err)
+		return s.lastSnapshot(room), nil
+	}
+	feeds, err := s.readFeeds(ctx, s.read, room, regions)
+	if err != nil {
+		s.noteError(err)
+		return s.lastSnapshot(room), nil
+	}
+	snap := Snapshot{
+		Room:     room,
+		Light:    FoldLight(records),
+		Messages: MergeFeeds(feeds, FeedLen),
+		Regions:  GroupTabs(s.presence(room)),
+		Latency:  s.lat.report(),
+	}
+	s.mu.Lock()
+	if r := s.rooms[room]; r != nil {
+		r.last = &snap
+	}
+	s.mu.Unlock()
+	return snap, nil
+}
+
+func (s *Redis) lastSnapshot(room string) Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.rooms[room]; r != nil && r.last != nil {
+		return *r.last
+	}
+	return Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}, Latency: []Latency{}}
+}
+
+func (s *Redis) presence(room string) []Tab {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var tabs []Tab
+	if r := s.rooms[room]; r != nil {
+		for _, it := range r.insts {
+			for _, t := range it.tabs {
+				tabs = append(tabs, t)
+			}
+		}
+	}
+	return tabs
+}
+
+// knownRegions lists the regions known to have written to room, plus extra.
+func (s *Redis) knownRegions(room, extra string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if r := s.rooms[room]; r != nil {
+		for g := range r.regions {
+			out = append(out, g)
+		}
+	}
+	if extra != "" && (s.rooms[room] == nil || !s.rooms[room].regions[extra]) {
+		out = append(out, extra)
+	}
+	return out
+}
+
+func (s *Redis) readLight(ctx context.Context, c rueidis.Client, room string, regions []string) (map[string]LightRecord, error) {
+	cmds := make(rueidis.Commands, len(regions))
+	for i, g := range regions {
+		cmds[i] = c.B().Hgetall().Key(lightKey(room, g)).Build()
+	}
+	records := make(map[string]LightRecord, len(regions))
+	for i, res := range c.DoMulti(ctx, cmds...) {
+		h, err := res.AsStrMap()
+		if err != nil {
+			return nil, err
+		}
+		if len(h) > 0 {
+			records[regions[i]] = decodeLight(h)
+		}
+	}
+	return records, nil
+}
+
+func decodeLight(h map[string]string) LightRecord {
+	var rec LightRecord
+	rec.Flips, _ = strconv.ParseUint(h["flips"], 10, 64)
+	_ = json.Unmarshal([]byte(h["last"]), &rec.Last)
+	if h["set"] != "" {
+		rec.Set = new(SetOp)
+		_ = json.Unmarshal([]byte(h["set"]), rec.Set)
+	}
+	return rec
+}
+
+func (s *Redis) readFeeds(ctx context.Context, c rueidis.Client, room string, regions []string) ([][]Message, error) {
+	cmds := make(rueidis.Commands, len(regions))
+	for i, g := range regions {
+		cmds[i] = c.B().Lrange().Key(feedKey(room, g)).Start(0).Stop(-1).Build()
+	}
+	feeds := make([][]Message, 0, len(regions))
+	for _, res := range c.DoMulti(ctx, cmds...) {
+		items, err := res.AsStrSlice()
+		if err != nil {
+			return nil, err
+		}
+		feed := make([]Message, 0, len(items))
+		for _, it := range items {
+			var m Message
+			if json.Unmarshal([]byte(it), &m) == nil {
+				feed = append(feed, m)
+			}
+		}
+		feeds = append(feeds, feed)
+	}
+	return feeds, nil
+}
+
+// Watch implements Store.
+func (s *Redis) Watch(fn func(Change)) {
+	s.mu.Lock()
+	s.watchers = append(s.watchers, fn)
+	s.mu.Unlock()
+}
+
+func (s *Redis) notify(c Change) {
+	s.mu.Lock()
+	ws := s.watchers
+	s.mu.Unlock()
+	for _, fn := range ws {
+		fn(c)
+	}
+}
+
+// Ready implements Store: subscribed, the store answers, and (on a replica)
+// its link to the primary is up.
+func (s *Redis) Ready(ctx context.Context) error {
+	if err := s.read.Do(ctx, s.read.B().Ping().Build()).Error(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.health.subscribed:
+		return fmt.Errorf("not subscribed to store changes: %v", s.health.err)
+	case !s.health.linkUp:
+		return errors.New("store replica has lost its primary")
+	}
+	return nil
+}
+
+func (s *Redis) noteError(err error) {
+	s.mu.Lock()
+	s.health.err = err
+	s.mu.Unlock()
+}
+
+func (s *Redis) unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	s.noteError(err)
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// Close implements Store: this instance's tabs leave everywhere at once
+// (not after the TTL), then the connections close.
+func (s *Redis) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s.mu.Lock()
+	rooms := make([]string, 0, len(s.mine))
+	for room := range s.mine {
+		rooms = append(rooms, room)
+	}
+	s.mine = map[string]map[string]Tab{}
+	s.mu.Unlock()
+	var cmds rueidis.Commands
+	for _, room := range rooms {
+		cmds = append(cmds,
+			s.write.B().Del().Key(tabsKey(room, s.inst)).Build(),
+			s.write.B().Publish().Channel(eventsChannel).Message(
+				wire{Type: "bye", Room: room, Region: s.cfg.Region, Inst: s.inst}.encode()).Build())
+	}
+	var err error
+	for _, res := range s.write.DoMulti(ctx, cmds...) {
+		err = errors.Join(err, res.Error())
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.read.Close()
+	if s.write != s.read {
+		s.write.Close()
+	}
+	return err
+}
