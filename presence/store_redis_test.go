@@ -1,0 +1,272 @@
+package presence
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"globalpresence/internal/netproxy"
+	"globalpresence/internal/redisnode"
+)
+
+func openRedis(t *testing.T, cfg RedisConfig) *Redis {
+	t.Helper()
+	if cfg.Instance == "" {
+		cfg.Instance = cfg.Region
+	}
+	s, err := NewRedis(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	waitReady(t, s)
+	return s
+}
+
+func waitReady(t *testing.T, s Store) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.Ready(context.Background())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The same suite as the memory store, on one Redis node (KeyDB-style: reads
+// and writes to the regional node).
+func TestRedisStore(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	storeSuite(t, func(t *testing.T, region string) Store {
+		return openRedis(t, RedisConfig{URL: node.URL(), Region: region})
+	})
+}
+
+// And on a primary with a replica: reads and subscriptions on the replica,
+// writes to the primary.
+func TestRedisStorePrimaryReplica(t *testing.T) {
+	primary := redisnode.MustStart(t, redisnode.Options{})
+	replica := redisnode.MustStart(t, redisnode.Options{ReplicaOf: primary.Addr()})
+	storeSuite(t, func(t *testing.T, region string) Store {
+		return openRedis(t, RedisConfig{URL: replica.URL(), WriteURL: primary.URL(), Region: region})
+	})
+}
+
+// crash stops a store the way kill -9 would: no goodbye, no more heartbeats.
+func crash(s *Redis) {
+	s.cancel()
+	s.wg.Wait()
+	s.read.Close()
+	if s.write != s.read {
+		s.write.Close()
+	}
+}
+
+func tabsIn(s Store, room string) int {
+	snap, _ := s.Snapshot(context.Background(), room)
+	n := 0
+	for _, c := range TabCounts(snap.Regions) {
+		n += c
+	}
+	return n
+}
+
+func waitTabs(t *testing.T, s Store, room string, want int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for tabsIn(s, room) != want {
+		if time.Since(start) > within {
+			t.Fatalf("room %s has %d tabs after %v, want %d", room, tabsIn(s, room), within, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// Flaw 5 of the original: a crashed VM's users stayed present forever. Here
+// an instance that stops heartbeating leaves everywhere once its TTL runs
+// out; one that closes leaves at once.
+func TestRedisInstanceCrashAndGoodbye(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	cfg := RedisConfig{URL: node.URL(), TTL: 2 * time.Second}
+	cfg.Region = "syd"
+	watcher := openRedis(t, cfg)
+	cfg.Region = "ams"
+	doomed, err := NewRedis(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, doomed)
+	leaving := openRedis(t, cfg)
+
+	_, _ = watcher.Snapshot(ctx, "home")
+	for i, s := range []*Redis{doomed, leaving} {
+		if err := s.Join(ctx, "home", Tab{ID: string(rune('a' + i)), User: "U", Region: "ams", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitTabs(t, watcher, "home", 2, 5*time.Second)
+
+	crash(doomed)
+	took := waitTabs(t, watcher, "home", 1, 10*time.Second)
+	t.Logf("a crashed instance's tab left after %v (TTL 2s)", took)
+	if took < time.Second {
+		t.Fatalf("tab left after %v, before its TTL could have run out", took)
+	}
+
+	if err := leaving.Close(); err != nil {
+		t.Fatal(err)
+	}
+	took = waitTabs(t, watcher, "home", 0, 5*time.Second)
+	t.Logf("a closed instance's tab left after %v", took)
+}
+
+// Flaws 1 and 2 of the original: a dropped subscription silenced a region,
+// and what was missed meanwhile was lost. Here the subscription comes back
+// by itself and a full re-read follows.
+func TestRedisResubscribesAndResyncs(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	link, err := netproxy.Start("127.0.0.1:0", node.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = link.Close() })
+	ctx := context.Background()
+
+	cut := openRedis(t, RedisConfig{URL: "redis://" + link.Addr() + "/0", Region: "syd"})
+	writer := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	_, _ = cut.Snapshot(ctx, "home")
+	var mu sync.Mutex
+	var heard []Change
+	cut.Watch(func(c Change) {
+		mu.Lock()
+		heard = append(heard, c)
+		mu.Unlock()
+	})
+	before := cut.Resyncs()
+
+	link.Cut()
+	if err := writer.Join(ctx, "home", Tab{ID: "t1", User: "U", Region: "ams", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Switch(ctx, "home", Switch{By: "U", From: "ams"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	link.Restore()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		snap, _ := cut.Snapshot(ctx, "home")
+		if snap.Light.On && tabsIn(cut, "home") == 1 && cut.Resyncs() > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the link came back: light %v, %d tabs, resyncs %d→%d", snap.Light.On, tabsIn(cut, "home"), before, cut.Resyncs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitReady(t, cut)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heard) == 0 {
+		t.Fatal("watchers were not told to re-render after the resync")
+	}
+}
+
+// A receiver that misses a delta notices the gap at the next one (or the
+// next heartbeat) and re-reads that instance, instead of drifting.
+func TestRedisSequenceGapTriggersReread(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	a := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	b := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd"})
+	_, _ = b.Snapshot(ctx, "home")
+	if err := a.Join(ctx, "home", Tab{ID: "t1", User: "U", Region: "ams", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	waitTabs(t, b, "home", 1, 5*time.Second)
+	// A tab added behind every receiver's back, with the sequence moved on,
+	// as if its delta had been lost.
+	tab := `{"id":"t2","user":"V","colour":"red","region":"ams","since":"2026-01-01T00:00:00Z"}`
+	if _, err := node.Do("HSET", tabsKey("home", a.inst), "t2", tab, "_seq", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Join(ctx, "home", Tab{ID: "t3", User: "W", Region: "ams", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	waitTabs(t, b, "home", 3, 5*time.Second)
+}
+
+// Managed Redis may refuse CONFIG: the store says exactly which setting to
+// add, and works when the server's configuration has it.
+func TestRedisConfigRefused(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{ExtraConfig: []string{
+		`rename-command CONFIG ""`, "notify-keyspace-events Kgx",
+	}})
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Log: log})
+	if !strings.Contains(logs.String(), "notify-keyspace-events Kgx") {
+		t.Fatalf("no log naming the setting: %s", logs.String())
+	}
+	ctx := context.Background()
+	other := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd", Log: log, TTL: time.Second})
+	_, _ = s.Snapshot(ctx, "home")
+	if err := other.Join(ctx, "home", Tab{ID: "x", User: "U", Region: "syd", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	waitTabs(t, s, "home", 1, 5*time.Second)
+	crash(other)
+	waitTabs(t, s, "home", 0, 5*time.Second) // expiry still seen through the configured events
+}
+
+// The store being down never stops the app: reads serve the last state,
+// writes fail with ErrUnavailable, Ready says why, and all recovers.
+func TestRedisStoreDownAndBack(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	if _, err := s.Say(ctx, "home", Post{Text: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := s.Snapshot(ctx, "home")
+	if len(snap.Messages) != 1 {
+		t.Fatalf("messages: %+v", snap.Messages)
+	}
+	if err := node.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err := s.Say(wctx, "home", Post{Text: "during"})
+	cancel()
+	if err == nil {
+		t.Fatal("a write while the store is down succeeded")
+	}
+	if err := s.Ready(ctx); err == nil {
+		t.Fatal("ready while the store is down")
+	}
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	snap, err = s.Snapshot(rctx, "home")
+	cancel()
+	if err != nil || len(snap.Messages) != 1 {
+		t.Fatalf("while down, the last state must be served: %+v, %v", snap.Messages, err)
+	}
+	if err := node.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, s)
+	if _, err := s.Say(ctx, "home", Post{Text: "after"}); err != nil {
+		t.Fatal(err)
+	}
+}
