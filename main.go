@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,7 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	closeStore := sync.OnceValue(store.Close)
+	defer closeStore()
 	emitter := bus.NewEmitter(0)
 	bc := handlers.NewBroadcaster(store, emitter, tmpl, handlers.BroadcasterConfig{
 		Region: region, Coalesce: *coalesce, Heartbeat: *heartbeat, Log: log,
@@ -85,6 +87,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("shutting down")
 	srv.EndStreams()
+	// This instance's tabs leave everywhere at once, not one by one as
+	// each stream ends.
+	if err := closeStore(); err != nil {
+		log.Warn("closing the store", "err", err)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), *grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {

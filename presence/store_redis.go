@@ -214,6 +214,9 @@ func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
 
 // Join implements Store: one script call, O(1) whatever the room's size.
 func (s *Redis) Join(ctx context.Context, room string, t Tab) error {
+	if s.ctx.Err() != nil {
+		return ErrUnavailable // closed: shutting down
+	}
 	s.mu.Lock()
 	if s.mine[room] == nil {
 		s.mine[room] = make(map[string]Tab)
@@ -226,6 +229,9 @@ func (s *Redis) Join(ctx context.Context, room string, t Tab) error {
 
 // Leave implements Store.
 func (s *Redis) Leave(ctx context.Context, room string, tabID string) error {
+	if s.ctx.Err() != nil {
+		return nil // Close already removed every tab of this instance
+	}
 	s.mu.Lock()
 	_, ok := s.mine[room][tabID]
 	delete(s.mine[room], tabID)
@@ -435,6 +441,7 @@ func (s *Redis) unavailable(err error) error {
 func (s *Redis) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	s.cancel() // from here on Join fails and Leave is a no-op
 	s.mu.Lock()
 	rooms := make([]string, 0, len(s.mine))
 	for room := range s.mine {
@@ -453,7 +460,6 @@ func (s *Redis) Close() error {
 	for _, res := range s.write.DoMulti(ctx, cmds...) {
 		err = errors.Join(err, res.Error())
 	}
-	s.cancel()
 	s.wg.Wait()
 	s.read.Close()
 	if s.write != s.read {
