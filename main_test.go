@@ -79,8 +79,8 @@ func visit(t testing.TB, a *app, c *http.Client) string {
 
 func TestTwoStreamsSeeAPost(t *testing.T) {
 	a := startApp(t, nil)
-	s1 := openStream(t, a, newBrowserClient(t), "/events?format=json")
-	s2 := openStream(t, a, newBrowserClient(t), "/events?format=json")
+	s1 := openStream(t, a.URL, newBrowserClient(t), "/events?format=json")
+	s2 := openStream(t, a.URL, newBrowserClient(t), "/events?format=json")
 	for _, s := range []*stream{s1, s2} {
 		waitJSON(t, s, "light", func(l lightJSON) bool { return !l.On })
 	}
@@ -113,10 +113,10 @@ func TestTabsFollowConnections(t *testing.T) {
 	a := startApp(t, nil)
 	x, y := newBrowserClient(t), newBrowserClient(t)
 	xID := visit(t, a, x)
-	watcher := openStream(t, a, y, "/events?format=json")
+	watcher := openStream(t, a.URL, y, "/events?format=json")
 
-	x1 := openStream(t, a, x, "/events?format=json")
-	x2 := openStream(t, a, x, "/events?format=json")
+	x1 := openStream(t, a.URL, x, "/events?format=json")
+	x2 := openStream(t, a.URL, x, "/events?format=json")
 	for _, s := range []*stream{x1, x2} {
 		waitJSON(t, s, "tabs", func(v tabsJSON) bool { return v.Tabs == 2 })
 	}
@@ -155,7 +155,7 @@ func TestAPIStateShape(t *testing.T) {
 	a := startApp(t, map[string]string{"FLY_REGION": "ams"})
 	b := newBrowserClient(t)
 	id := visit(t, a, b)
-	s := openStream(t, a, b, "/events?format=json")
+	s := openStream(t, a.URL, b, "/events?format=json")
 	waitJSON(t, s, "tabs", func(v tabsJSON) bool { return v.Tabs == 1 })
 	post(t, b, a.URL+"/lightbulb", url.Values{"state": {"on"}})
 	post(t, b, a.URL+"/hi", url.Values{"text": {"one"}})
@@ -221,7 +221,7 @@ func TestFirstVisitHasItsOwnStableID(t *testing.T) {
 	if !strings.Contains(light, `"by":"`+id+`"`) {
 		t.Fatalf("flip attributed to someone else: %s", light)
 	}
-	s := openStream(t, a, b, "/events?format=json")
+	s := openStream(t, a.URL, b, "/events?format=json")
 	waitJSON(t, s, "regions", func(r regionsJSON) bool { return r.tabsOf(id) == 1 })
 	if other := visit(t, a, newBrowserClient(t)); other == id {
 		t.Fatal("two browsers share an ID")
@@ -287,7 +287,7 @@ func TestClosedStreamsLeaveNothingBehind(t *testing.T) {
 
 	var streams []*stream
 	for range 50 {
-		streams = append(streams, openStream(t, a, nil, "/events?format=json"))
+		streams = append(streams, openStream(t, a.URL, nil, "/events?format=json"))
 	}
 	for _, s := range streams {
 		waitJSON(t, s, "tabs", func(v tabsJSON) bool { return v.Tabs == 1 })
@@ -350,7 +350,7 @@ func TestStreamFraming(t *testing.T) {
 	}
 
 	// The r3labs client rebuilds the whole fragment, escaped.
-	st := openStream(t, a, nil, "/events")
+	st := openStream(t, a.URL, nil, "/events")
 	post(t, &http.Client{}, a.URL+"/hi", url.Values{"text": {`<script>alert("x")</script>`}})
 	data := st.waitFor(t, "messages", contains("alert"))
 	if strings.Contains(data, "<script>") || !strings.Contains(data, "&lt;script&gt;") {
@@ -363,7 +363,7 @@ func TestStreamFraming(t *testing.T) {
 
 func TestShutdownEndsStreams(t *testing.T) {
 	a := startApp(t, nil)
-	s := openStream(t, a, nil, "/events?format=json")
+	s := openStream(t, a.URL, nil, "/events?format=json")
 	waitJSON(t, s, "tabs", func(v tabsJSON) bool { return v.Tabs == 1 })
 	start := time.Now()
 	if err := a.stop(); err != nil {

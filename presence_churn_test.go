@@ -14,7 +14,7 @@ import (
 // per -coalesce interval, however many tabs open and close.
 func TestPresenceChurnIsCoalesced(t *testing.T) {
 	a := startApp(t, nil, "-coalesce", "200ms")
-	watcher := openStream(t, a, nil, "/events?format=json")
+	watcher := openStream(t, a.URL, nil, "/events?format=json")
 	watcher.waitFor(t, "tabs", func(string) bool { return true })
 
 	const churn = 2 * time.Second
@@ -23,7 +23,7 @@ func TestPresenceChurnIsCoalesced(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for time.Now().Before(stop) {
-				s := openStream(t, a, nil, "/events?format=json")
+				s := openStream(t, a.URL, nil, "/events?format=json")
 				s.waitFor(t, "tabs", func(string) bool { return true })
 				s.close()
 			}

@@ -20,11 +20,12 @@ type stream struct {
 	done   chan struct{}
 }
 
-// openStream connects to path on a with the cookies of browser (nil: none).
-func openStream(t testing.TB, a *app, browser *http.Client, path string) *stream {
+// openStream connects to path on the server at base with the cookies of
+// browser (nil: none).
+func openStream(t testing.TB, base string, browser *http.Client, path string) *stream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := sse.NewClient(a.URL + path)
+	c := sse.NewClient(base + path)
 	c.Connection = &http.Client{} // no timeout: the stream is long-lived
 	if browser != nil {
 		c.Connection.Jar = browser.Jar

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"sync"
 )
 
 // ErrUnavailable is returned by writes while the store cannot be reached.
@@ -69,4 +70,26 @@ type Store interface {
 	Ready(ctx context.Context) error
 	// Close releases the store; this instance's tabs leave.
 	Close() error
+}
+
+// watchers is the Watch half of a Store, shared by the implementations.
+type watchers struct {
+	mu  sync.Mutex
+	fns []func(Change)
+}
+
+// Watch implements Store.
+func (w *watchers) Watch(fn func(Change)) {
+	w.mu.Lock()
+	w.fns = append(w.fns, fn)
+	w.mu.Unlock()
+}
+
+func (w *watchers) notify(c Change) {
+	w.mu.Lock()
+	fns := w.fns
+	w.mu.Unlock()
+	for _, fn := range fns {
+		fn(c)
+	}
 }

@@ -11,10 +11,10 @@ import (
 type Memory struct {
 	region string
 	clock  Clock
+	watchers
 
-	mu       sync.Mutex
-	rooms    map[string]*memRoom
-	watchers []func(Change)
+	mu    sync.Mutex
+	rooms map[string]*memRoom
 }
 
 type memRoom struct {
@@ -120,13 +120,6 @@ func (m *Memory) Snapshot(_ context.Context, room string) (Snapshot, error) {
 // Ready implements Store: memory is always ready.
 func (m *Memory) Ready(context.Context) error { return nil }
 
-// Watch implements Store.
-func (m *Memory) Watch(fn func(Change)) {
-	m.mu.Lock()
-	m.watchers = append(m.watchers, fn)
-	m.mu.Unlock()
-}
-
 // Close implements Store: the process's tabs leave with it.
 func (m *Memory) Close() error {
 	m.mu.Lock()
@@ -142,13 +135,4 @@ func (m *Memory) Close() error {
 		m.notify(Change{Room: name, Parts: PartPresence})
 	}
 	return nil
-}
-
-func (m *Memory) notify(c Change) {
-	m.mu.Lock()
-	ws := m.watchers
-	m.mu.Unlock()
-	for _, fn := range ws {
-		fn(c)
-	}
 }

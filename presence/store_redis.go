@@ -46,6 +46,7 @@ type Redis struct {
 	clock Clock
 	lat   *latencies
 	log   *slog.Logger
+	watchers
 
 	db   int64
 	work chan func() // the pipeline goroutine hands everything to one worker
@@ -56,12 +57,11 @@ type Redis struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
-	mu       sync.Mutex
-	rooms    map[string]*redisRoom
-	mine     map[string]map[string]Tab // room → this instance's own tabs
-	mySeq    map[string]uint64         // room → last sequence this instance published
-	watchers []func(Change)
-	health   health
+	mu     sync.Mutex
+	rooms  map[string]*redisRoom
+	mine   map[string]map[string]Tab // room → this instance's own tabs
+	mySeq  map[string]uint64         // room → last sequence this instance published
+	health health
 }
 
 // redisRoom is what this instance knows of a room: the regions that wrote
@@ -387,22 +387,6 @@ func (s *Redis) readFeeds(ctx context.Context, c rueidis.Client, room string, re
 		feeds = append(feeds, feed)
 	}
 	return feeds, nil
-}
-
-// Watch implements Store.
-func (s *Redis) Watch(fn func(Change)) {
-	s.mu.Lock()
-	s.watchers = append(s.watchers, fn)
-	s.mu.Unlock()
-}
-
-func (s *Redis) notify(c Change) {
-	s.mu.Lock()
-	ws := s.watchers
-	s.mu.Unlock()
-	for _, fn := range ws {
-		fn(c)
-	}
 }
 
 // Ready implements Store: subscribed, the store answers, and (on a replica)
