@@ -40,6 +40,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	coalesce := fs.Duration("coalesce", 250*time.Millisecond, "least time between presence updates sent to a client")
 	heartbeat := fs.Duration("heartbeat", 15*time.Second, "interval of the keep-alive comment on streams")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long shutdown waits for requests to finish")
+	var limits handlers.Limits
+	fs.Float64Var(&limits.HiPerSec, "hi-rate", 1, `"say hi" posts per second per user and per address`)
+	fs.IntVar(&limits.HiBurst, "hi-burst", 3, `"say hi" posts allowed at once`)
+	fs.Float64Var(&limits.LightPerSec, "lightbulb-rate", 5, "lightbulb switches per second per user and per address")
+	fs.IntVar(&limits.LightBurst, "lightbulb-burst", 10, "lightbulb switches allowed at once")
+	fs.IntVar(&limits.StreamsPerClient, "streams-per-client", 20, "concurrent streams per client address")
+	fs.IntVar(&limits.MaxStreams, "max-streams", 19000, "concurrent streams on this instance")
+	trustProxy := fs.Bool("trust-proxy", getenv("TRUST_PROXY") == "true",
+		"believe Fly-Client-IP, X-Forwarded-For and X-Forwarded-Proto (only behind a proxy that sets them; env TRUST_PROXY=true)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,7 +73,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Region: region, Coalesce: *coalesce, Heartbeat: *heartbeat, Log: log,
 	})
 	defer bc.Close()
-	srv := handlers.New(handlers.Config{Store: store, Broadcaster: bc, Templates: tmpl, Region: region, Log: log})
+	srv := handlers.New(handlers.Config{
+		Store: store, Broadcaster: bc, Templates: tmpl, Region: region,
+		Limits: limits, TrustProxy: *trustProxy, Log: log,
+	})
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

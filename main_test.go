@@ -280,7 +280,7 @@ func TestHTMXRequestsGetFragments(t *testing.T) {
 // Closing streams ends their handlers: nothing is left running per
 // connection.
 func TestClosedStreamsLeaveNothingBehind(t *testing.T) {
-	a := startApp(t, nil)
+	a := startApp(t, nil, "-streams-per-client", "100")
 	visit(t, a, newBrowserClient(t)) // warm up lazily started machinery
 	runtime.GC()
 	base := runtime.NumGoroutine()

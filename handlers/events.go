@@ -36,7 +36,12 @@ func (s *Server) events(c echo.Context) error {
 	case !presence.ValidColour(colour):
 		return echo.NewHTTPError(http.StatusBadRequest, "unknown colour")
 	}
-	user := identify(c)
+	client := c.RealIP()
+	if why := s.streams.acquire(client); why != "" {
+		return echo.NewHTTPError(http.StatusTooManyRequests, why)
+	}
+	defer s.streams.release(client)
+	user := s.identify(c)
 	ctx := c.Request().Context()
 
 	sub, snapshot, err := s.cfg.Broadcaster.Attach(ctx, DefaultRoom, user, format)

@@ -19,13 +19,16 @@ func (s *Server) hi(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	user := identify(c)
+	user := s.identify(c)
 	colour := vals.Get("colour")
 	switch {
 	case colour == "":
 		colour = presence.ColourOf(user)
 	case !presence.ValidColour(colour):
 		return echo.NewHTTPError(http.StatusBadRequest, "unknown colour")
+	}
+	if err := s.limit(c, s.hiLimit, user, "messages"); err != nil {
+		return err
 	}
 	from := edgeRegion(c, s.cfg.Region)
 	if text == "" {

@@ -17,7 +17,7 @@ const (
 // identify returns the user behind a request. A browser without a valid
 // secret gets a new one in this same response, and its ID is derived from
 // that new secret at once, so the first visit already has its real ID.
-func identify(c echo.Context) presence.UserID {
+func (s *Server) identify(c echo.Context) presence.UserID {
 	if ck, err := c.Cookie(cookieName); err == nil && presence.ValidSecret(ck.Value) {
 		return presence.IDFromSecret(ck.Value)
 	}
@@ -29,7 +29,7 @@ func identify(c echo.Context) presence.UserID {
 		MaxAge:   int(cookieAge.Seconds()),
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
-		Secure:   c.IsTLS(),
+		Secure:   isHTTPS(c, s.cfg.TrustProxy),
 	})
 	return presence.IDFromSecret(secret)
 }

@@ -14,7 +14,7 @@ func (s *Server) lightbulb(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sw := presence.Switch{By: identify(c), From: edgeRegion(c, s.cfg.Region)}
+	sw := presence.Switch{By: s.identify(c), From: edgeRegion(c, s.cfg.Region)}
 	switch state := vals.Get("state"); state {
 	case "", "toggle":
 	case "on", "off":
@@ -22,6 +22,9 @@ func (s *Server) lightbulb(c echo.Context) error {
 		sw.Set = &on
 	default:
 		return echo.NewHTTPError(http.StatusBadRequest, "state must be on, off or toggle")
+	}
+	if err := s.limit(c, s.lightLimit, sw.By, "switches"); err != nil {
+		return err
 	}
 	l, err := s.cfg.Store.Switch(c.Request().Context(), DefaultRoom, sw)
 	if err != nil {

@@ -28,13 +28,20 @@ type Config struct {
 	Templates   *template.Template
 	Region      string        // this app region
 	Retry       time.Duration // reconnection delay advised to SSE clients
-	Log         *slog.Logger
+	Limits      Limits
+	// TrustProxy believes Fly-Client-IP, X-Forwarded-For and
+	// X-Forwarded-Proto: set it only behind a proxy that sets them (Fly).
+	TrustProxy bool
+	Log        *slog.Logger
 }
 
 // Server holds the routes and can end every open stream.
 type Server struct {
-	cfg  Config
-	echo *echo.Echo
+	cfg        Config
+	echo       *echo.Echo
+	hiLimit    *limiter
+	lightLimit *limiter
+	streams    *streamCounter
 	// stopping is closed to end every stream, so shutdown does not wait on
 	// connections that never end by themselves.
 	stopping chan struct{}
@@ -48,11 +55,20 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Server{cfg: cfg, echo: echo.New(), stopping: make(chan struct{})}
+	cfg.Limits.defaults()
+	s := &Server{
+		cfg:        cfg,
+		echo:       echo.New(),
+		hiLimit:    newLimiter(cfg.Limits.HiPerSec, cfg.Limits.HiBurst),
+		lightLimit: newLimiter(cfg.Limits.LightPerSec, cfg.Limits.LightBurst),
+		streams:    newStreamCounter(cfg.Limits.StreamsPerClient, cfg.Limits.MaxStreams),
+		stopping:   make(chan struct{}),
+	}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(middleware.Recover())
+	e.IPExtractor = func(r *http.Request) string { return clientIP(r, cfg.TrustProxy) }
+	e.Use(middleware.Recover(), securityHeaders, crossOrigin())
 
 	e.GET("/", s.page)
 	e.POST("/lightbulb", s.lightbulb)
@@ -67,6 +83,15 @@ func New(cfg Config) *Server {
 
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// limit spends one of the client's tokens for an action (by user and by
+// address), or answers 429.
+func (s *Server) limit(c echo.Context, l *limiter, user presence.UserID, what string) error {
+	if wait := l.allow(time.Now(), "u:"+string(user), "a:"+c.RealIP()); wait > 0 {
+		return tooMany(c, wait, what)
+	}
+	return nil
+}
 
 // EndStreams ends every open SSE stream (clients reconnect elsewhere) and
 // makes new ones end at once.
