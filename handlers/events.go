@@ -52,7 +52,9 @@ func (s *Server) events(c echo.Context) error {
 
 	tab := presence.Tab{ID: newTabID(), User: user, Colour: colour, Region: s.cfg.Region, Since: time.Now()}
 	if err := s.cfg.Store.Join(ctx, DefaultRoom, tab); err != nil {
-		return err
+		// The stream still serves what is known; the store catches up
+		// with this tab when it is back.
+		s.cfg.Log.Warn("registering a tab", "err", err)
 	}
 	defer func() {
 		// The request context is already cancelled when the client left.

@@ -408,31 +408,39 @@ func (s *Redis) beat() {
 	defer cancel()
 	s.mu.Lock()
 	rooms := make(map[string][]Tab, len(s.mine))
+	stale := make(map[string]bool, len(s.stale))
 	for room, tabs := range s.mine {
-		if len(tabs) == 0 {
+		if len(tabs) == 0 && !s.stale[room] {
 			delete(s.mine, room)
 			continue
 		}
+		rooms[room] = []Tab{}
 		for _, t := range tabs {
 			rooms[room] = append(rooms[room], t)
 		}
+	}
+	for room := range s.stale {
+		stale[room] = true
 	}
 	s.mu.Unlock()
 	ttl := strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10)
 	for room, tabs := range rooms {
 		w := wire{Type: "beat", Room: room, Region: s.cfg.Region, Inst: s.inst, Wall: time.Now().UnixNano()}
 		key := []string{tabsKey(room, s.inst)}
-		seq, err := beatScript.Exec(ctx, s.write, key, []string{ttl, eventsChannel, w.seqTemplate(), "}"}).AsInt64()
-		if err == nil && seq >= 0 {
-			s.noteSeq(room, uint64(seq))
-			continue
-		}
-		if err != nil {
-			s.noteError(err)
-			continue
+		if !stale[room] {
+			seq, err := beatScript.Exec(ctx, s.write, key, []string{ttl, eventsChannel, w.seqTemplate(), "}"}).AsInt64()
+			if err != nil {
+				s.noteError(err)
+				continue
+			}
+			if seq >= 0 {
+				s.noteSeq(room, uint64(seq))
+				continue
+			}
 		}
 		// The store lost our tabs (restarted empty, or we were cut off for
-		// longer than the TTL): write them all again, in a new sequence.
+		// longer than the TTL), or missed a change of ours: write them all
+		// again, in a new sequence, which makes every receiver re-read.
 		s.mu.Lock()
 		s.mySeq[room]++
 		next := s.mySeq[room]
@@ -444,9 +452,12 @@ func (s *Redis) beat() {
 		}
 		if err := restoreScript.Exec(ctx, s.write, key, args).Error(); err != nil {
 			s.noteError(err)
-		} else {
-			s.log.Info("rewrote this instance's presence after the store lost it", "room", room, "tabs", len(tabs))
+			continue
 		}
+		s.mu.Lock()
+		delete(s.stale, room)
+		s.mu.Unlock()
+		s.log.Info("rewrote this instance's presence in the store", "room", room, "tabs", len(tabs))
 	}
 }
 

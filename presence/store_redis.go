@@ -29,6 +29,10 @@ type RedisConfig struct {
 	Log       *slog.Logger
 }
 
+// writeTimeout bounds a write, so that while the store is unreachable a
+// request fails fast (503) instead of hanging on reconnection attempts.
+const writeTimeout = 2 * time.Second
+
 // feedKeep is how many messages each region keeps in its own feed: the
 // merged feed never needs more than FeedLen from any one region.
 const feedKeep = FeedLen
@@ -61,6 +65,7 @@ type Redis struct {
 	rooms  map[string]*redisRoom
 	mine   map[string]map[string]Tab // room → this instance's own tabs
 	mySeq  map[string]uint64         // room → last sequence this instance published
+	stale  map[string]bool           // rooms whose tabs in the store missed a change of ours
 	health health
 }
 
@@ -138,6 +143,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		rooms:  make(map[string]*redisRoom),
 		mine:   make(map[string]map[string]Tab),
 		mySeq:  make(map[string]uint64),
+		stale:  make(map[string]bool),
 		health: health{linkUp: true, err: errors.New("not subscribed yet")},
 	}
 	s.enableNotifications(ctx)
@@ -174,6 +180,8 @@ func (s *Redis) Instance() string { return s.inst }
 
 // Switch implements Store.
 func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, error) {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
 	records, err := s.readLight(ctx, s.write, room, s.knownRegions(room, s.cfg.Region))
 	if err != nil {
 		return Light{}, s.unavailable(err)
@@ -201,6 +209,8 @@ func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, erro
 
 // Say implements Store.
 func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
 	msg := NewMessage(s.clock.Now(), s.cfg.Region, p)
 	b, _ := json.Marshal(msg)
 	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano()}.encode()
@@ -243,6 +253,8 @@ func (s *Redis) Leave(ctx context.Context, room string, tabID string) error {
 }
 
 func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w wire) error {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
 	w.Room, w.Region, w.Inst, w.Wall = room, s.cfg.Region, s.inst, time.Now().UnixNano()
 	s.mu.Lock()
 	last := s.mySeq[room]
@@ -252,7 +264,11 @@ func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w w
 		eventsChannel, w.seqTemplate(), "}", strconv.FormatUint(last, 10),
 	}).AsInt64()
 	if err != nil {
-		// The heartbeat rewrites this instance's tabs once the store is back.
+		// The next heartbeat that reaches the store rewrites this
+		// instance's tabs in the room whole, this change included.
+		s.mu.Lock()
+		s.stale[room] = true
+		s.mu.Unlock()
 		return s.unavailable(err)
 	}
 	s.noteSeq(room, uint64(seq))
@@ -413,8 +429,8 @@ func (s *Redis) noteError(err error) {
 }
 
 func (s *Redis) unavailable(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if errors.Is(err, context.Canceled) {
+		return err // the caller went away
 	}
 	s.noteError(err)
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
