@@ -29,8 +29,9 @@ type RedisConfig struct {
 	Log       *slog.Logger
 }
 
-// writeTimeout bounds a write, so that while the store is unreachable a
-// request fails fast (503) instead of hanging on reconnection attempts.
+// writeTimeout bounds a store call made for a request, so that while the
+// store is unreachable the request fails fast (503, or the last state read)
+// instead of hanging on reconnection attempts.
 const writeTimeout = 2 * time.Second
 
 // feedKeep is how many messages each region keeps in its own feed: the
@@ -285,6 +286,14 @@ func (s *Redis) noteSeq(room string, seq uint64) {
 // the lightbulb and feeds are read from the regional store in one round
 // trip. While the store cannot be read, the last state read is served.
 func (s *Redis) Snapshot(ctx context.Context, room string) (Snapshot, error) {
+	s.mu.Lock()
+	connected := s.health.subscribed
+	s.mu.Unlock()
+	if !connected {
+		return s.lastSnapshot(room), nil // don't wait on a store that is down
+	}
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
 	if err := s.track(ctx, room); err != nil {
 		return s.lastSnapshot(room), nil
 	}
