@@ -3,10 +3,10 @@
 # (fly deploy does the same with fly.toml's [build] section.)
 
 # --- build ------------------------------------------------------------------
-# go.mod says `go 1.25`; the 1.25 toolchain builds it without downloading
+# go.mod says `go 1.26`; the 1.26 toolchain builds it without downloading
 # another one (the image sets GOTOOLCHAIN=local). Raise this tag together
 # with go.mod's go line.
-FROM golang:1.25-bookworm AS build
+FROM golang:1.26-bookworm AS build
 
 WORKDIR /src
 

@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"globalpresence/bus"
 	"globalpresence/handlers"
 	"globalpresence/presence"
@@ -62,7 +65,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	store, storeName, err := openStore(getenv, region, log)
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store, storeName, err := openStore(getenv, region, log, handlers.NewPropagationObserver(metrics))
 	if err != nil {
 		return err
 	}
@@ -75,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer bc.Close()
 	srv := handlers.New(handlers.Config{
 		Store: store, Broadcaster: bc, Templates: tmpl, Region: region,
-		Limits: limits, TrustProxy: *trustProxy, Log: log,
+		Limits: limits, TrustProxy: *trustProxy, Emitter: emitter, Metrics: metrics, Log: log,
 	})
 
 	ln, err := net.Listen("tcp", *addr)
@@ -117,7 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // openStore picks the backend: Redis/KeyDB when REDIS_URL is set, else the
 // embedded memory store. The name it returns is safe to print (no password).
-func openStore(getenv func(string) string, region string, log *slog.Logger) (presence.Store, string, error) {
+func openStore(getenv func(string) string, region string, log *slog.Logger, onLatency func(string, time.Duration)) (presence.Store, string, error) {
 	url := getenv("REDIS_URL")
 	if url == "" {
 		return presence.NewMemory(region), "memory", nil
@@ -127,11 +132,12 @@ func openStore(getenv func(string) string, region string, log *slog.Logger) (pre
 		instance = region
 	}
 	s, err := presence.NewRedis(presence.RedisConfig{
-		URL:      url,
-		WriteURL: getenv("REDIS_WRITE_URL"),
-		Region:   region,
-		Instance: instance,
-		Log:      log,
+		URL:       url,
+		WriteURL:  getenv("REDIS_WRITE_URL"),
+		Region:    region,
+		Instance:  instance,
+		OnLatency: onLatency,
+		Log:       log,
 	})
 	if err != nil {
 		return nil, "", err

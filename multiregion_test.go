@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -215,6 +216,32 @@ func TestMultiRegionConvergence(t *testing.T) {
 		}
 		return len(s.Messages) == 10
 	})
+
+	// Each instance measured how long every region's changes took to
+	// arrive: on the page, in /api/state, and in /metrics.
+	resp, err := http.Get(c.Region("syd").Apps[0].URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, region := range []string{"ams", "iad", "syd"} {
+		if !strings.Contains(string(b), `gp_propagation_seconds_count{region="`+region+`"}`) {
+			t.Errorf("syd's /metrics has no propagation delays from %s", region)
+		}
+	}
+	var st struct {
+		Latency []struct {
+			Region  string  `json:"region"`
+			P50Ms   float64 `json:"p50_ms"`
+			Samples int     `json:"samples"`
+		} `json:"latency"`
+	}
+	getJSON(t, c.Region("syd").Apps[0].URL()+"/api/state", &st)
+	if len(st.Latency) != 3 {
+		t.Fatalf("syd's /api/state latency: %+v", st.Latency)
+	}
+	t.Logf("propagation to syd: %+v", st.Latency)
 }
 
 // Flaw 6 of the original: with two instances in a region, every change

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -15,6 +17,25 @@ import (
 type app struct {
 	URL  string
 	stop func() error // graceful shutdown; returns run's error
+	logs *syncBuffer  // what it wrote to stderr
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startApp runs the whole program as main would, with extra flags, and stops
@@ -25,12 +46,12 @@ func startApp(t testing.TB, env map[string]string, args ...string) *app {
 	out, outW := io.Pipe()
 	done := make(chan error, 1)
 	getenv := func(k string) string { return env[k] }
+	a := &app{logs: &syncBuffer{}}
 	go func() {
-		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), getenv, outW, io.Discard)
+		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), getenv, outW, a.logs)
 		outW.Close()
 	}()
 	lines := bufio.NewScanner(out)
-	a := &app{}
 	for lines.Scan() {
 		if _, after, ok := strings.Cut(lines.Text(), "listening on "); ok {
 			a.URL, _, _ = strings.Cut(after, " ")

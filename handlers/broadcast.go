@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"globalpresence/bus"
@@ -32,6 +33,19 @@ type Broadcaster struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	changes, flushes, published atomic.Uint64
+}
+
+// BroadcastStats count the broadcaster's work: changes heard, re-renders
+// (flushes) after coalescing, and parts published because they changed.
+type BroadcastStats struct {
+	Changes, Flushes, Published uint64
+}
+
+// Stats returns the counters so far.
+func (b *Broadcaster) Stats() BroadcastStats {
+	return BroadcastStats{Changes: b.changes.Load(), Flushes: b.flushes.Load(), Published: b.published.Load()}
 }
 
 type roomState struct {
@@ -173,6 +187,7 @@ func (b *Broadcaster) Detach(room string, user presence.UserID, sub *bus.Subscri
 
 // changed runs on the store's goroutine: hand the work to the coalescer.
 func (b *Broadcaster) changed(c presence.Change) {
+	b.changes.Add(1)
 	if c.Room != "" {
 		b.coal.Add(c)
 		return
@@ -198,6 +213,7 @@ func (b *Broadcaster) flush(room string, parts presence.Part) {
 	if !live {
 		return
 	}
+	b.flushes.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	snap, err := b.store.Snapshot(ctx, room)
 	cancel()
@@ -260,6 +276,7 @@ func (b *Broadcaster) update(room string, rs *roomState, name string, render fun
 		return
 	}
 	rs.parts[name] = ev
+	b.published.Add(1)
 	for f := range numFormats {
 		b.em.Publish(roomTopic(room, f), ev[f])
 	}

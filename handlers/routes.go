@@ -12,7 +12,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"globalpresence/bus"
 	"globalpresence/presence"
 	"globalpresence/static"
 )
@@ -32,7 +34,11 @@ type Config struct {
 	// TrustProxy believes Fly-Client-IP, X-Forwarded-For and
 	// X-Forwarded-Proto: set it only behind a proxy that sets them (Fly).
 	TrustProxy bool
-	Log        *slog.Logger
+	// Emitter is the bus the Broadcaster publishes to (for metrics).
+	Emitter *bus.Emitter
+	// Metrics is where /metrics is gathered from; nil makes a new registry.
+	Metrics *prometheus.Registry
+	Log     *slog.Logger
 }
 
 // Server holds the routes and can end every open stream.
@@ -68,7 +74,11 @@ func New(cfg Config) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.IPExtractor = func(r *http.Request) string { return clientIP(r, cfg.TrustProxy) }
-	e.Use(middleware.Recover(), securityHeaders, crossOrigin())
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	e.Use(middleware.Recover(), middleware.RequestID(), accessLog(cfg.Log),
+		s.registerMetrics(cfg.Metrics, cfg.Emitter), securityHeaders, crossOrigin())
 
 	e.GET("/", s.page)
 	e.POST("/lightbulb", s.lightbulb)
@@ -77,6 +87,7 @@ func New(cfg Config) *Server {
 	e.GET("/events", s.events)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
+	e.GET("/metrics", metricsHandler(cfg.Metrics))
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServerFS(static.FS))))
 	return s
 }

@@ -20,13 +20,14 @@ const latencyWindow = 64
 
 // latencies records propagation delays per origin region.
 type latencies struct {
+	hook    func(region string, d time.Duration) // also told of each sample, if set
 	mu      sync.Mutex
 	samples map[string][]time.Duration // ring of the latest latencyWindow
 	next    map[string]int
 }
 
-func newLatencies() *latencies {
-	return &latencies{samples: make(map[string][]time.Duration), next: make(map[string]int)}
+func newLatencies(hook func(string, time.Duration)) *latencies {
+	return &latencies{hook: hook, samples: make(map[string][]time.Duration), next: make(map[string]int)}
 }
 
 // observe records a change made in region at origin (unix nanoseconds).
@@ -35,6 +36,9 @@ func (l *latencies) observe(region string, origin int64, now time.Time) {
 		return
 	}
 	d := max(now.Sub(time.Unix(0, origin)), 0) // clocks may disagree slightly
+	if l.hook != nil {
+		l.hook(region, d)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.samples[region]

@@ -89,6 +89,7 @@ func (s *Redis) subscribe() {
 		if sub.Kind != "psubscribe" || confirmed.Add(1)%2 != 0 {
 			return // wait until both patterns are confirmed
 		}
+		s.subscribes.Add(1)
 		s.mu.Lock()
 		s.health.subscribed = true
 		s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ type RedisConfig struct {
 	TTL       time.Duration // how long an instance's tabs outlive its last heartbeat (6 s)
 	Heartbeat time.Duration // heartbeat period (TTL/3)
 	Resync    time.Duration // full re-read period, a safety net for lost hints (30 s)
+	// OnLatency, if set, hears every propagation delay measured (for metrics).
+	OnLatency func(region string, d time.Duration)
 	Log       *slog.Logger
 }
 
@@ -56,11 +59,12 @@ type Redis struct {
 	db   int64
 	work chan func() // the pipeline goroutine hands everything to one worker
 	// overflow is set when a hint was dropped: a full re-read must follow.
-	overflow atomic.Bool
-	resyncs  atomic.Uint64
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	overflow   atomic.Bool
+	resyncs    atomic.Uint64
+	subscribes atomic.Uint64
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 
 	mu     sync.Mutex
 	rooms  map[string]*redisRoom
@@ -110,7 +114,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	}
 	opt, err := rueidis.ParseURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis URL: %w", err)
+		return nil, fmt.Errorf("redis URL %s: invalid", Redact(cfg.URL))
 	}
 	read, err := newRedisClient(cfg.URL)
 	if err != nil {
@@ -136,7 +140,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		inst:   inst + "-" + hex.EncodeToString(suffix[:]),
 		read:   read,
 		write:  write,
-		lat:    newLatencies(),
+		lat:    newLatencies(cfg.OnLatency),
 		log:    cfg.Log,
 		work:   make(chan func(), 4096),
 		ctx:    ctx,
@@ -156,25 +160,37 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	return s, nil
 }
 
+// Redact hides the password in a store URL, for logs and errors.
+func Redact(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
 // newRedisClient opens a client that survives the store being down at start
 // and reconnects by itself.
 func newRedisClient(url string) (rueidis.Client, error) {
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis URL: %w", err)
+		return nil, fmt.Errorf("redis URL %s: invalid", Redact(url))
 	}
 	opt.DisableCache = true      // no client-side caching: pub/sub hints drive re-reads
 	opt.ForceSingleClient = true // standalone or replica, never cluster; and start while down
 	opt.ConnWriteTimeout = 5 * time.Second
 	c, err := rueidis.NewClient(opt)
 	if c == nil {
-		return nil, fmt.Errorf("redis client: %w", err)
+		return nil, fmt.Errorf("redis client for %s: %w", Redact(url), err)
 	}
 	return c, nil
 }
 
 // Resyncs counts full re-reads of the tracked rooms so far.
 func (s *Redis) Resyncs() uint64 { return s.resyncs.Load() }
+
+// Reconnects counts subscriptions re-established after the first.
+func (s *Redis) Reconnects() uint64 { return max(s.subscribes.Load(), 1) - 1 }
 
 // Instance is this instance's name in the store.
 func (s *Redis) Instance() string { return s.inst }

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestMetrics(t *testing.T) {
+	a := startApp(t, nil)
+	s := openStream(t, a.URL, nil, "/events?format=json")
+	s.waitFor(t, "tabs", func(string) bool { return true })
+	postTo(t, a.URL, "/lightbulb", nil)
+	s.waitFor(t, "light", contains(`"on":true`))
+	resp, err := http.Get(a.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	for _, want := range []string{
+		"gp_sse_connections 1",
+		`gp_http_requests_total{code="200",method="POST",route="/lightbulb"} 1`,
+		"gp_events_published_total", "gp_events_delivered_total", "gp_subscribers_evicted_total 0",
+		"gp_events_coalesced_total", "gp_renders_total", "gp_changes_total",
+		"go_goroutines", "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// Logs are JSON lines with request IDs, and never carry the store's password.
+func TestLogsAreStructuredWithoutSecrets(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	a := startApp(t, map[string]string{"REDIS_URL": fmt.Sprintf("redis://user:s3cret-pw@127.0.0.1:%d/0", port)})
+	postTo(t, a.URL, "/hi", nil) // 503: the store is down
+	resp, err := http.Get(a.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := resp.Header.Get("X-Request-Id")
+	if id == "" {
+		t.Fatal("no X-Request-Id")
+	}
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	logs := a.logs.String()
+	if strings.Contains(logs, "s3cret-pw") {
+		t.Fatalf("the store password is in the logs:\n%s", logs)
+	}
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		found = found || entry["id"] == id
+	}
+	if !found {
+		t.Fatalf("no log line with request id %s:\n%s", id, logs)
+	}
+}
