@@ -21,20 +21,9 @@ const writeTimeout = 10 * time.Second
 // Last-Event-ID, so every connection must start from the whole state), then
 // every change. The connection is one open tab for presence.
 func (s *Server) events(c echo.Context) error {
-	format := HTML
-	switch c.QueryParam("format") {
-	case "", "html":
-	case "json":
-		format = JSON
-	default:
-		return echo.NewHTTPError(http.StatusBadRequest, "format must be html or json")
-	}
-	colour := c.QueryParam("colour")
-	switch {
-	case colour == "":
-		colour = presence.RandomColour()
-	case !presence.ValidColour(colour):
-		return echo.NewHTTPError(http.StatusBadRequest, "unknown colour")
+	format, colour, err := streamParams(c.QueryParams())
+	if err != nil {
+		return err
 	}
 	client := c.RealIP()
 	if why := s.streams.acquire(client); why != "" {

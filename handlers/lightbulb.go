@@ -15,13 +15,8 @@ func (s *Server) lightbulb(c echo.Context) error {
 		return err
 	}
 	sw := presence.Switch{By: s.identify(c), From: edgeRegion(c, s.cfg.Region)}
-	switch state := vals.Get("state"); state {
-	case "", "toggle":
-	case "on", "off":
-		on := state == "on"
-		sw.Set = &on
-	default:
-		return echo.NewHTTPError(http.StatusBadRequest, "state must be on, off or toggle")
+	if sw.Set, err = switchState(vals.Get("state")); err != nil {
+		return err
 	}
 	if err := s.limit(c, s.lightLimit, sw.By, "switches"); err != nil {
 		return err

@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+
+	"globalpresence/presence"
 )
 
 // maxBody bounds every POST body; a "hi" needs a few hundred bytes at most.
@@ -87,4 +89,37 @@ func checkText(s string, maxLen int) (string, error) {
 		return "", echo.NewHTTPError(http.StatusBadRequest, "text must not contain control characters")
 	}
 	return s, nil
+}
+
+// switchState reads a lightbulb request's state: nil toggles.
+func switchState(state string) (*bool, error) {
+	switch state {
+	case "", "toggle":
+		return nil, nil
+	case "on", "off":
+		on := state == "on"
+		return &on, nil
+	}
+	return nil, echo.NewHTTPError(http.StatusBadRequest, "state must be on, off or toggle")
+}
+
+// streamParams reads a stream's query: its format and the colour of the page
+// that opened it (a random one when absent; only palette names pass).
+func streamParams(q url.Values) (Format, string, error) {
+	format := HTML
+	switch q.Get("format") {
+	case "", "html":
+	case "json":
+		format = JSON
+	default:
+		return 0, "", echo.NewHTTPError(http.StatusBadRequest, "format must be html or json")
+	}
+	colour := q.Get("colour")
+	switch {
+	case colour == "":
+		colour = presence.RandomColour()
+	case !presence.ValidColour(colour):
+		return 0, "", echo.NewHTTPError(http.StatusBadRequest, "unknown colour")
+	}
+	return format, colour, nil
 }

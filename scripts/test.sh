@@ -24,5 +24,16 @@ fi
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+# A short fuzzing run of every parser of client input; the seed corpus
+# (handlers/testdata/fuzz) also runs below as plain tests.
+echo "test.sh: fuzzing (5 s per target)"
+for target in $(go test -list '^Fuzz' ./handlers | grep '^Fuzz'); do
+  if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime 5s ./handlers 2>&1); then
+    echo "$out"
+    exit 1
+  fi
+  echo "fuzz ${target}: ok"
+done
+
 echo "test.sh: go test -race"
 go test -race -count=1 -timeout 15m ./...
