@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	coalesce := fs.Duration("coalesce", 250*time.Millisecond, "least time between presence updates sent to a client")
 	heartbeat := fs.Duration("heartbeat", 15*time.Second, "interval of the keep-alive comment on streams")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long shutdown waits for requests to finish")
+	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "drop a stream whose client accepts nothing for this long")
 	var limits handlers.Limits
 	fs.Float64Var(&limits.HiPerSec, "hi-rate", 1, `"say hi" posts per second per user and per address`)
 	fs.IntVar(&limits.HiBurst, "hi-burst", 3, `"say hi" posts allowed at once`)
@@ -80,7 +81,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer bc.Close()
 	srv := handlers.New(handlers.Config{
 		Store: store, Broadcaster: bc, Templates: tmpl, Region: region,
-		Limits: limits, TrustProxy: *trustProxy, Emitter: emitter, Metrics: metrics, Log: log,
+		WriteTimeout: *writeTimeout, Limits: limits, TrustProxy: *trustProxy,
+		Emitter: emitter, Metrics: metrics, Log: log,
 	})
 
 	ln, err := net.Listen("tcp", *addr)
@@ -90,6 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10, // a browser sends a few KiB
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

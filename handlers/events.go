@@ -13,10 +13,6 @@ import (
 	"globalpresence/presence"
 )
 
-// writeTimeout drops a client whose socket has accepted nothing for this
-// long: it is gone or stuck, and must not hold its goroutine forever.
-const writeTimeout = 10 * time.Second
-
 // events streams a room: a full snapshot first (a fresh EventSource sends no
 // Last-Event-ID, so every connection must start from the whole state), then
 // every change. The connection is one open tab for presence.
@@ -61,7 +57,7 @@ func (s *Server) events(c echo.Context) error {
 	h.Set("X-Accel-Buffering", "no") // no proxy buffering of the stream
 	w.WriteHeader(http.StatusOK)
 
-	out := newStreamWriter(w.Writer)
+	out := newStreamWriter(w.Writer, s.cfg.WriteTimeout)
 	buf := append([]byte(nil), bus.Retry(s.cfg.Retry)...)
 	for _, frame := range snapshot {
 		buf = append(buf, frame...)
@@ -89,21 +85,23 @@ func (s *Server) events(c echo.Context) error {
 }
 
 // streamWriter writes a batch of frames and flushes it as one write, giving
-// up on a client that accepts nothing for writeTimeout.
+// up on a client whose socket accepts nothing for the timeout: it is gone or
+// stuck, and must not hold its goroutine forever.
 type streamWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
 }
 
-func newStreamWriter(w http.ResponseWriter) streamWriter {
-	return streamWriter{w: w, rc: http.NewResponseController(w)}
+func newStreamWriter(w http.ResponseWriter, timeout time.Duration) streamWriter {
+	return streamWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
 }
 
 func (s streamWriter) write(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if err := s.rc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
 		return err
 	}
 	if _, err := s.w.Write(b); err != nil {

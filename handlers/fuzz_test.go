@@ -64,7 +64,7 @@ func FuzzCheckText(f *testing.F) {
 			wantClientError(t, err)
 			return
 		}
-		if !utf8.ValidString(got) || utf8.RuneCountInString(got) > presence.MaxTextLen || strings.IndexFunc(got, unicode.IsControl) >= 0 {
+		if !utf8.ValidString(got) || utf8.RuneCountInString(got) > presence.MaxTextLen || strings.IndexFunc(got, unicode.IsControl) >= 0 || strings.ContainsRune(got, '\u202e') {
 			t.Fatalf("accepted %q", got)
 		}
 	})

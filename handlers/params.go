@@ -85,10 +85,17 @@ func checkText(s string, maxLen int) (string, error) {
 	if n := utf8.RuneCountInString(s); n > maxLen {
 		return "", echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("text is %d characters, at most %d allowed", n, maxLen))
 	}
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
-		return "", echo.NewHTTPError(http.StatusBadRequest, "text must not contain control characters")
+	if strings.IndexFunc(s, forbiddenRune) >= 0 {
+		return "", echo.NewHTTPError(http.StatusBadRequest, "text must not contain control or bidirectional override characters")
 	}
 	return s, nil
+}
+
+// forbiddenRune rejects control characters and the bidirectional embedding,
+// override and isolate controls, which would let a message reorder how the
+// text around it is displayed.
+func forbiddenRune(r rune) bool {
+	return unicode.IsControl(r) || (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
 }
 
 // switchState reads a lightbulb request's state: nil toggles.

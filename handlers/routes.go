@@ -30,7 +30,10 @@ type Config struct {
 	Templates   *template.Template
 	Region      string        // this app region
 	Retry       time.Duration // reconnection delay advised to SSE clients
-	Limits      Limits
+	// WriteTimeout drops a stream whose client accepts nothing for this
+	// long (10 s).
+	WriteTimeout time.Duration
+	Limits       Limits
 	// TrustProxy believes Fly-Client-IP, X-Forwarded-For and
 	// X-Forwarded-Proto: set it only behind a proxy that sets them (Fly).
 	TrustProxy bool
@@ -57,6 +60,9 @@ type Server struct {
 func New(cfg Config) *Server {
 	if cfg.Retry <= 0 {
 		cfg.Retry = 2 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -125,6 +131,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	msg, ok := he.Message.(string)
 	if !ok {
 		msg = http.StatusText(he.Code)
+	}
+	if c.Request().ContentLength != 0 {
+		// The body may be unread: closing spares the server from draining
+		// it (a client that never sends the rest would hold the answer).
+		c.Response().Header().Set("Connection", "close")
 	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(he.Code)
