@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	addr := fs.String("addr", defaultAddr(getenv), "listen address (default :$PORT, or :8080)")
 	coalesce := fs.Duration("coalesce", 250*time.Millisecond, "least time between presence updates sent to a client")
 	heartbeat := fs.Duration("heartbeat", 15*time.Second, "interval of the keep-alive comment on streams")
+	largeRoom := fs.Int("large-room", 50, "above this many users in a region, its card shows a sample of avatars and the JSON stream a count")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long shutdown waits for requests to finish")
 	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "drop a stream whose client accepts nothing for this long")
 	var limits handlers.Limits
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer closeStore()
 	emitter := bus.NewEmitter(0)
 	bc := handlers.NewBroadcaster(store, emitter, tmpl, handlers.BroadcasterConfig{
-		Region: region, Coalesce: *coalesce, Heartbeat: *heartbeat, Log: log,
+		Region: region, Coalesce: *coalesce, Heartbeat: *heartbeat, LargeRoom: *largeRoom, Log: log,
 	})
 	defer bc.Close()
 	srv := handlers.New(handlers.Config{

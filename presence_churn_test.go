@@ -85,3 +85,45 @@ func TestListenAddress(t *testing.T) {
 		t.Fatalf("PORT: %q", got)
 	}
 }
+
+// A quiet room's first join is sent at once, not held for the coalescing
+// interval.
+func TestQuietRoomSeesAJoinAtOnce(t *testing.T) {
+	a := startApp(t, nil, "-coalesce", "250ms")
+	watcher := openStream(t, a.URL, nil, "/events?format=json")
+	waitJSON(t, watcher, "regions", func(r regionsJSON) bool { return r.Regions[0].Count == 1 })
+	time.Sleep(300 * time.Millisecond) // let the room go quiet
+	start := time.Now()
+	openStream(t, a.URL, nil, "/events?format=json")
+	waitJSON(t, watcher, "regions", func(r regionsJSON) bool { return r.Regions[0].Count == 2 })
+	took := time.Since(start)
+	t.Logf("a join in a quiet room reached another client in %v", took)
+	if took > 300*time.Millisecond {
+		t.Fatalf("a join in a quiet room took %v to arrive, want ≤ 300 ms", took)
+	}
+}
+
+// Above -large-room users in a region, the page shows a sample of avatars
+// and the JSON stream a count, so an update's size stops growing with the
+// room; /api/state still lists everyone.
+func TestLargeRoomSendsASample(t *testing.T) {
+	a := startApp(t, nil, "-large-room", "3")
+	watcher := openStream(t, a.URL, nil, "/events")
+	js := openStream(t, a.URL, nil, "/events?format=json")
+	for range 3 {
+		openStream(t, a.URL, nil, "/events?format=json").waitFor(t, "tabs", func(string) bool { return true })
+	}
+	var r regionsJSON
+	waitJSON(t, js, "regions", func(v regionsJSON) bool { r = v; return v.Regions[0].Count == 5 })
+	if len(r.Regions[0].Users) != 0 {
+		t.Fatalf("the JSON stream lists users in a large room: %+v", r.Regions[0])
+	}
+	watcher.waitFor(t, "regions", func(html string) bool {
+		return strings.Contains(html, "5 users") && strings.Count(html, `class="avatar `) == 3 && strings.Contains(html, "and 2 more")
+	})
+	var state regionsJSON
+	getJSON(t, a.URL+"/api/state", &state)
+	if len(state.Regions[0].Users) != 5 {
+		t.Fatalf("/api/state lists %d users, want all 5", len(state.Regions[0].Users))
+	}
+}

@@ -22,6 +22,7 @@ type Broadcaster struct {
 	em     *bus.Emitter
 	r      renderer
 	region string
+	large  int
 	log    *slog.Logger
 	coal   *presence.Coalescer
 
@@ -66,6 +67,7 @@ type BroadcasterConfig struct {
 	Region    string        // this app region
 	Coalesce  time.Duration // least time between presence renders of a room (250 ms)
 	Heartbeat time.Duration // comment sent to every stream this often (15 s)
+	LargeRoom int           // above this many users in a region, cards show a sample (50)
 	Log       *slog.Logger
 }
 
@@ -82,11 +84,15 @@ func NewBroadcaster(store presence.Store, em *bus.Emitter, tmpl *template.Templa
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.LargeRoom <= 0 {
+		cfg.LargeRoom = 50
+	}
 	b := &Broadcaster{
 		store:  store,
 		em:     em,
 		r:      renderer{tmpl},
 		region: cfg.Region,
+		large:  cfg.LargeRoom,
 		log:    cfg.Log,
 		rooms:  make(map[string]*roomState),
 		stop:   make(chan struct{}),
@@ -238,7 +244,7 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 		b.update(room, rs, evMessages, func() (framed, error) { return b.r.messages(snap.Messages) })
 	}
 	if parts&(presence.PartPresence|presence.PartLatency) != 0 {
-		b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region, snap.Latency) })
+		b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region, snap.Latency, b.large) })
 	}
 	if parts&presence.PartPresence == 0 {
 		return

@@ -56,11 +56,16 @@ func (r renderer) light(l presence.Light) (framed, error) {
 	return r.frame(evLight, v, v)
 }
 
-func (r renderer) regions(rs []presence.RegionView, here string, lat []presence.Latency) (framed, error) {
+// avatarSample is how many avatars a large room's card still shows.
+const avatarSample = 12
+
+// regions renders the region cards: in a room with more than large users in
+// a region, the page shows a sample of avatars and the JSON stream counts.
+func (r renderer) regions(rs []presence.RegionView, here string, lat []presence.Latency, large int) (framed, error) {
 	v := newRegionViews(rs, here, lat)
-	return r.frame(evRegions, v, struct {
+	return r.frame(evRegions, sampleLarge(v, large, avatarSample), struct {
 		Regions []regionView `json:"regions"`
-	}{v})
+	}{sampleLarge(v, large, -1)})
 }
 
 func (r renderer) messages(ms []presence.Message) (framed, error) {

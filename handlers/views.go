@@ -48,7 +48,8 @@ type regionView struct {
 	City   string     `json:"city"`
 	Here   bool       `json:"here"` // the app region serving this page
 	Count  int        `json:"count"`
-	Users  []userView `json:"users"`
+	Users  []userView `json:"users,omitempty"` // all, or a sample in a large room (see More)
+	More   int        `json:"more,omitempty"`  // users not listed, in a large room
 	// PingMs is how long changes from this region take to reach the
 	// instance serving the page (median of recent ones); nil until measured.
 	PingMs *float64 `json:"ping_ms,omitempty"`
@@ -91,6 +92,24 @@ func (r regionView) Ping() string {
 		return fmt.Sprintf("from %s: %.1f ms", r.City, *r.PingMs)
 	}
 	return fmt.Sprintf("from %s: %.0f ms", r.City, *r.PingMs)
+}
+
+// sampleLarge cuts every card with more than large users down to a sample
+// of at most sample and large users (the first by ID, so the sample is
+// stable between renders) and a count:
+// what each update costs then stays the same however big the room grows.
+// sample < 0 drops the list altogether.
+func sampleLarge(views []regionView, large, sample int) []regionView {
+	out := make([]regionView, len(views))
+	for i, v := range views {
+		if large > 0 && len(v.Users) > large {
+			keep := min(max(sample, 0), large)
+			v.More = len(v.Users) - keep
+			v.Users = v.Users[:keep]
+		}
+		out[i] = v
+	}
+	return out
 }
 
 // latencyView is one region's propagation delay to this instance.
