@@ -35,6 +35,8 @@ const MaxPerWorker = 19000
 
 type options struct {
 	urls       []string
+	postURL    string
+	postBase   string // where posts go: -post-url, else the first -url
 	conns      int
 	eventsPerS float64
 	flipsPerS  float64
@@ -69,6 +71,7 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 	fs.IntVar(&o.pid, "pid", 0, "`PID` of the app process, for its RSS per connection (-1 in the summary without it)")
 	fs.Float64Var(&o.rampPerS, "ramp-per-s", 2000, "streams opened per second, across all workers")
 	fs.IntVar(&o.perWorker, "per-worker", MaxPerWorker, "streams per worker process (at most 19000)")
+	fs.StringVar(&o.postURL, "post-url", "", "app `URL` to post to (default: the first -url), e.g. another region's instance to time the cross-region path (loopback only)")
 	fs.StringVar(&o.workers, "workers", "process", "`mode`: process (re-exec itself per worker) or inproc (one process, for tests)")
 	fs.BoolVar(&o.floor, "floor", false, "first run the same workload against the floor server, in a child process")
 	if err := fs.Parse(args); err != nil {
@@ -106,6 +109,16 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 		return o, nil, fmt.Errorf("-workers=inproc holds every stream in this process: -conns must be at most -per-worker (%d)", o.perWorker)
 	case o.pid < 0:
 		return o, nil, errors.New("-pid must be positive")
+	}
+	if len(targets) > 0 {
+		o.postBase = targets[0].Base
+	}
+	if o.postURL != "" {
+		post, err := parseTargets([]string{o.postURL})
+		if err != nil {
+			return o, nil, err
+		}
+		o.postBase = post[0].Base
 	}
 	if o.pid > 0 {
 		if _, err := readRSS(o.pid); err != nil {
@@ -171,6 +184,7 @@ func runFloor(ctx context.Context, o options, stderr io.Writer) (outcome, error)
 	if err != nil {
 		return outcome{}, err
 	}
+	o.postBase = targets[0].Base // the floor takes its own posts
 	return phase(ctx, o, "floor", targets, pid, stderr)
 }
 
@@ -355,7 +369,7 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 	senders.Go(func() {
 		pace(ctx, start, end, o.eventsPerS, maxEvents, 1000, &senders, &postErrors, func(i int) {
 			text := fmt.Sprintf("lg:%s:%d:%d", run, i, time.Now().UnixNano())
-			if err := post(ctx, client, targets[0].Base+"/hi", url.Values{"text": {text}}, http.StatusCreated); err != nil {
+			if err := post(ctx, client, o.postBase+"/hi", url.Values{"text": {text}}, http.StatusCreated); err != nil {
 				postErr(err)
 				return
 			}
@@ -364,7 +378,7 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 	})
 	senders.Go(func() {
 		pace(ctx, start, end, o.flipsPerS, math.MaxInt, 1000, &senders, &postErrors, func(int) {
-			if err := post(ctx, client, targets[0].Base+"/lightbulb", nil, http.StatusOK); err != nil {
+			if err := post(ctx, client, o.postBase+"/lightbulb", nil, http.StatusOK); err != nil {
 				postErr(err)
 				return
 			}
