@@ -145,7 +145,8 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 		b.publishTabsLocked(room, user, us, max(rs.counts[user], us.conns))
 	}
 	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
-	snapshot := [][]byte{rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame, rs.parts[evMessages][f].Frame, us.tabs[f].Frame}
+	snapshot := [][]byte{rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame, rs.parts[evMessages][f].Frame,
+		rs.parts[evLatency][f].Frame, us.tabs[f].Frame}
 	b.mu.Unlock()
 	return sub, snapshot, nil
 }
@@ -243,12 +244,13 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 	if parts&presence.PartMessages != 0 {
 		b.update(room, rs, evMessages, func() (framed, error) { return b.r.messages(snap.Messages) })
 	}
-	if parts&(presence.PartPresence|presence.PartLatency) != 0 {
-		b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region, snap.Latency, b.large) })
+	if parts&presence.PartLatency != 0 {
+		b.update(room, rs, evLatency, func() (framed, error) { return b.r.latency(snap.Latency) })
 	}
 	if parts&presence.PartPresence == 0 {
 		return
 	}
+	b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region, b.large) })
 	rs.counts = presence.TabCounts(snap.Regions)
 	for user, us := range rs.users {
 		if n := rs.counts[user]; n != us.count {

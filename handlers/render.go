@@ -26,6 +26,7 @@ const (
 	evRegions  = "regions"
 	evMessages = "messages"
 	evTabs     = "tabs"
+	evLatency  = "latency"
 )
 
 // renderer turns views into framed SSE events in both formats at once, so
@@ -61,8 +62,8 @@ const avatarSample = 12
 
 // regions renders the region cards: in a room with more than large users in
 // a region, the page shows a sample of avatars and the JSON stream counts.
-func (r renderer) regions(rs []presence.RegionView, here string, lat []presence.Latency, large int) (framed, error) {
-	v := newRegionViews(rs, here, lat)
+func (r renderer) regions(rs []presence.RegionView, here string, large int) (framed, error) {
+	v := newRegionViews(rs, here)
 	return r.frame(evRegions, sampleLarge(v, large, avatarSample), struct {
 		Regions []regionView `json:"regions"`
 	}{sampleLarge(v, large, -1)})
@@ -79,4 +80,11 @@ func (r renderer) tabs(n int) (framed, error) {
 	return r.frame(evTabs, n, struct {
 		Tabs int `json:"tabs"`
 	}{n})
+}
+
+func (r renderer) latency(lat []presence.Latency) (framed, error) {
+	v := newLatencyViews(lat)
+	return r.frame(evLatency, v, struct {
+		Latency []latencyView `json:"latency"`
+	}{v})
 }

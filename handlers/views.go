@@ -50,14 +50,11 @@ type regionView struct {
 	Count  int        `json:"count"`
 	Users  []userView `json:"users,omitempty"` // all, or a sample in a large room (see More)
 	More   int        `json:"more,omitempty"`  // users not listed, in a large room
-	// PingMs is how long changes from this region take to reach the
-	// instance serving the page (median of recent ones); nil until measured.
-	PingMs *float64 `json:"ping_ms,omitempty"`
 }
 
 // newRegionViews makes one card per region with viewers, plus the serving
 // region's own card even while it is empty.
-func newRegionViews(regions []presence.RegionView, here string, lat []presence.Latency) []regionView {
+func newRegionViews(regions []presence.RegionView, here string) []regionView {
 	views := make([]regionView, 0, len(regions)+1)
 	seen := false
 	for _, r := range regions {
@@ -72,26 +69,7 @@ func newRegionViews(regions []presence.RegionView, here string, lat []presence.L
 	if !seen {
 		views = append([]regionView{{Region: here, City: presence.City(here), Here: true, Users: []userView{}}}, views...)
 	}
-	for i := range views {
-		for _, l := range lat {
-			if l.Region == views[i].Region {
-				views[i].PingMs = &l.P50Ms
-			}
-		}
-	}
 	return views
-}
-
-// Ping is the delay shown on a region's card ("" until measured), in whole
-// milliseconds or tenths below ten, so the card does not change with noise.
-func (r regionView) Ping() string {
-	switch {
-	case r.PingMs == nil:
-		return ""
-	case *r.PingMs < 10:
-		return fmt.Sprintf("from %s: %.1f ms", r.City, *r.PingMs)
-	}
-	return fmt.Sprintf("from %s: %.0f ms", r.City, *r.PingMs)
 }
 
 // sampleLarge cuts every card with more than large users down to a sample
@@ -116,6 +94,14 @@ func sampleLarge(views []regionView, large, sample int) []regionView {
 type latencyView struct {
 	presence.Latency
 	City string `json:"city"`
+}
+
+// Ping is the median delay as shown: tenths of a millisecond below ten.
+func (l latencyView) Ping() string {
+	if l.P50Ms < 10 {
+		return fmt.Sprintf("%.1f ms", l.P50Ms)
+	}
+	return fmt.Sprintf("%.0f ms", l.P50Ms)
 }
 
 func newLatencyViews(lat []presence.Latency) []latencyView {
@@ -171,7 +157,7 @@ func newStateView(s presence.Snapshot, here string) stateView {
 	return stateView{
 		Room:      s.Room,
 		AppRegion: place(here),
-		Regions:   newRegionViews(s.Regions, here, s.Latency),
+		Regions:   newRegionViews(s.Regions, here),
 		Lightbulb: newLightView(s.Light),
 		Messages:  newMessageViews(s.Messages),
 		Latency:   newLatencyViews(s.Latency),

@@ -10,29 +10,34 @@ import (
 // changes becomes one re-render. Presence is further held to one flush per
 // interval per room, so no client gets more than a few presence renders per
 // second whatever the churn, while a quiet room's first change goes at once.
-// Latency figures, which change with every event, are held the same way.
+// Latency figures, which change with every event, go at most once a second.
 type Coalescer struct {
-	interval time.Duration
-	flush    func(room string, parts Part)
+	flush     func(room string, parts Part)
+	throttles [2]throttle
 
-	mu       sync.Mutex
-	pending  map[string]Part
-	lastPres map[string]time.Time
-	wake     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
+	mu      sync.Mutex
+	pending map[string]Part
+	last    map[string]*[2]time.Time // per room, when each throttled part last went
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type throttle struct {
+	part  Part
+	every time.Duration
 }
 
 // NewCoalescer starts a coalescer; Stop ends it.
 func NewCoalescer(interval time.Duration, flush func(room string, parts Part)) *Coalescer {
 	c := &Coalescer{
-		interval: interval,
-		flush:    flush,
-		pending:  make(map[string]Part),
-		lastPres: make(map[string]time.Time),
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		flush:     flush,
+		throttles: [2]throttle{{PartPresence, interval}, {PartLatency, max(interval, time.Second)}},
+		pending:   make(map[string]Part),
+		last:      make(map[string]*[2]time.Time),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	go c.run()
 	return c
@@ -84,21 +89,29 @@ func (c *Coalescer) run() {
 	}
 }
 
-// due takes the work that may run now and says how long until held presence
-// changes may run (0 if none are held).
+// due takes the work that may run now and says how long until held parts
+// may run (0 if none are held).
 func (c *Coalescer) due(work []flushWork, now time.Time) ([]flushWork, time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var next time.Duration
 	for room, parts := range c.pending {
-		if parts&throttledParts != 0 {
-			if wait := c.lastPres[room].Add(c.interval).Sub(now); wait > 0 {
-				parts &^= throttledParts
+		last := c.last[room]
+		if last == nil {
+			last = new([2]time.Time)
+			c.last[room] = last
+		}
+		for i, th := range c.throttles {
+			if parts&th.part == 0 {
+				continue
+			}
+			if wait := last[i].Add(th.every).Sub(now); wait > 0 {
+				parts &^= th.part
 				if next == 0 || wait < next {
 					next = wait
 				}
 			} else {
-				c.lastPres[room] = now
+				last[i] = now
 			}
 		}
 		if parts != 0 {
@@ -108,9 +121,9 @@ func (c *Coalescer) due(work []flushWork, now time.Time) ([]flushWork, time.Dura
 			delete(c.pending, room)
 		}
 	}
-	for room, t := range c.lastPres {
-		if now.Sub(t) >= c.interval && c.pending[room] == 0 {
-			delete(c.lastPres, room)
+	for room, last := range c.last {
+		if c.pending[room] == 0 && now.Sub(last[0]) >= c.throttles[0].every && now.Sub(last[1]) >= c.throttles[1].every {
+			delete(c.last, room)
 		}
 	}
 	return work, next

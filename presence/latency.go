@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -77,4 +78,6 @@ func (l *latencies) report() []Latency {
 	return out
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+// ms rounds to a tenth of a millisecond: finer is noise, and an unchanged
+// figure is not sent again.
+func ms(d time.Duration) float64 { return math.Round(d.Seconds()*1e4) / 10 }

@@ -26,9 +26,6 @@ const (
 	PartPresence
 	PartLatency // propagation delays from other regions
 	AllParts    = PartLight | PartMessages | PartPresence | PartLatency
-	// throttledParts change with every event anywhere; they are re-rendered
-	// at most once per coalescing interval.
-	throttledParts = PartPresence | PartLatency
 )
 
 // Change tells watchers that parts of a room may have changed. It is a hint:
