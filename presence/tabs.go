@@ -1,7 +1,8 @@
 package presence
 
 import (
-	"sort"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -29,31 +30,50 @@ type UserView struct {
 
 // GroupTabs turns tabs into region cards: regions and users sorted, so every
 // instance renders the same list. A user with tabs in two regions appears in
-// both, each tab counted once.
+// both, each tab counted once. It runs on every presence render, so it
+// makes one pass with one map and one sort.
 func GroupTabs(tabs []Tab) []RegionView {
 	type key struct {
 		region string
 		user   UserID
 	}
-	latest := make(map[key]Tab)
-	count := make(map[key]int)
-	for _, t := range tabs {
+	type agg struct {
+		latest int // index in tabs of the user's newest tab in the region
+		n      int
+	}
+	index := make(map[key]int, len(tabs))
+	aggs := make([]agg, 0, len(tabs))
+	for i := range tabs {
+		t := &tabs[i]
 		k := key{t.Region, t.User}
-		count[k]++
-		if l, ok := latest[k]; !ok || t.Since.After(l.Since) || (t.Since.Equal(l.Since) && t.ID > l.ID) {
-			latest[k] = t
+		j, ok := index[k]
+		if !ok {
+			index[k] = len(aggs)
+			aggs = append(aggs, agg{latest: i, n: 1})
+			continue
+		}
+		a := &aggs[j]
+		a.n++
+		if l := &tabs[a.latest]; t.Since.After(l.Since) || (t.Since.Equal(l.Since) && t.ID > l.ID) {
+			a.latest = i
 		}
 	}
-	byRegion := make(map[string][]UserView)
-	for k, t := range latest {
-		byRegion[k.region] = append(byRegion[k.region], UserView{ID: k.user, Colour: t.Colour, Tabs: count[k]})
+	slices.SortFunc(aggs, func(a, b agg) int {
+		ta, tb := &tabs[a.latest], &tabs[b.latest]
+		if c := strings.Compare(ta.Region, tb.Region); c != 0 {
+			return c
+		}
+		return strings.Compare(string(ta.User), string(tb.User))
+	})
+	views := []RegionView{}
+	for _, a := range aggs {
+		t := &tabs[a.latest]
+		if len(views) == 0 || views[len(views)-1].Region != t.Region {
+			views = append(views, RegionView{Region: t.Region})
+		}
+		v := &views[len(views)-1]
+		v.Users = append(v.Users, UserView{ID: t.User, Colour: t.Colour, Tabs: a.n})
 	}
-	views := make([]RegionView, 0, len(byRegion))
-	for r, users := range byRegion {
-		sort.Slice(users, func(i, j int) bool { return users[i].ID < users[j].ID })
-		views = append(views, RegionView{Region: r, Users: users})
-	}
-	sort.Slice(views, func(i, j int) bool { return views[i].Region < views[j].Region })
 	return views
 }
 
