@@ -3,6 +3,7 @@ package presence
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -268,5 +269,46 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 	waitReady(t, s)
 	if _, err := s.Say(ctx, "home", Post{Text: "after"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A join or a leave costs one command (one script call) whatever the size
+// of the room; the heartbeat costs one per room, not per connection.
+func TestRedisJoinLeaveCost(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Heartbeat: time.Hour, TTL: time.Hour})
+	scripts := func() int {
+		info, err := node.Do("INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(info, "\n") {
+			for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+				if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
+					var c int
+					_, _ = fmt.Sscanf(rest, "%d", &c)
+					n += c
+				}
+			}
+		}
+		return n
+	}
+	for _, size := range []int{0, 1000} {
+		room := fmt.Sprint("cost", size)
+		for i := range size {
+			_ = s.Join(ctx, room, Tab{ID: fmt.Sprint("bg", i), User: "B", Region: "ams"})
+		}
+		before := scripts()
+		for i := range 100 {
+			id := fmt.Sprint("t", i)
+			_ = s.Join(ctx, room, Tab{ID: id, User: "U", Region: "ams"})
+			_ = s.Leave(ctx, room, id)
+		}
+		// (A script's first call may be answered NOSCRIPT and sent again.)
+		if per := float64(scripts()-before) / 200; per > 1.05 {
+			t.Fatalf("a join or leave in a room of %d tabs cost %.2f script calls", size, per)
+		}
 	}
 }
