@@ -35,5 +35,9 @@ for target in $(go test -list '^Fuzz' ./handlers | grep '^Fuzz'); do
   echo "fuzz ${target}: ok"
 done
 
+# Every benchmark once: they must work; their figures are in BENCHMARKS.md.
+echo "test.sh: benchmarks (one iteration each)"
+go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
+
 echo "test.sh: go test -race"
 go test -race -count=1 -timeout 15m ./...
