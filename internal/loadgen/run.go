@@ -49,6 +49,7 @@ type options struct {
 	perWorker  int
 	workers    string
 	floor      bool
+	stuck      int
 }
 
 type listFlag []string
@@ -71,6 +72,7 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 	fs.IntVar(&o.pid, "pid", 0, "`PID` of the app process, for its RSS per connection (-1 in the summary without it)")
 	fs.Float64Var(&o.rampPerS, "ramp-per-s", 2000, "streams opened per second, across all workers")
 	fs.IntVar(&o.perWorker, "per-worker", MaxPerWorker, "streams per worker process (at most 19000)")
+	fs.IntVar(&o.stuck, "stuck", 0, "extra streams that never read (slow clients), open during the measuring window")
 	fs.StringVar(&o.postURL, "post-url", "", "app `URL` to post to (default: the first -url), e.g. another region's instance to time the cross-region path (loopback only)")
 	fs.StringVar(&o.workers, "workers", "process", "`mode`: process (re-exec itself per worker) or inproc (one process, for tests)")
 	fs.BoolVar(&o.floor, "floor", false, "first run the same workload against the floor server, in a child process")
@@ -109,6 +111,8 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 		return o, nil, fmt.Errorf("-workers=inproc holds every stream in this process: -conns must be at most -per-worker (%d)", o.perWorker)
 	case o.pid < 0:
 		return o, nil, errors.New("-pid must be positive")
+	case o.stuck < 0 || o.stuck > 1000:
+		return o, nil, errors.New("-stuck must be 0..1000")
 	}
 	if len(targets) > 0 {
 		o.postBase = targets[0].Base
@@ -347,6 +351,19 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 		logf("server RSS %d KiB before, %d KiB with the streams open", rssBefore, rssAfter)
 	}
 
+	stuck, err := openStuck(ctx, targets, o.stuck)
+	defer func() {
+		for _, c := range stuck {
+			c.Close()
+		}
+	}()
+	if err != nil {
+		return outcome{}, err
+	}
+	if len(stuck) > 0 {
+		logf("%d streams open that never read", len(stuck))
+	}
+
 	// The measuring window.
 	for _, h := range handles {
 		if err := h.command("start"); err != nil {
@@ -544,4 +561,30 @@ func readRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// openStuck opens n streams that are never read, with a small receive
+// buffer so the server's writes to them soon stall: the slow clients the
+// others must not notice.
+func openStuck(ctx context.Context, targets []Target, n int) ([]net.Conn, error) {
+	var conns []net.Conn
+	for i := range n {
+		t := &targets[i%len(targets)]
+		d := net.Dialer{Timeout: openTimeout}
+		if t.V4 {
+			d.LocalAddr = &net.TCPAddr{IP: stuckSource(i)}
+		}
+		c, err := dialLoopback(ctx, &d, t.Addr)
+		if err != nil {
+			return conns, err
+		}
+		conns = append(conns, c)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(1024)
+		}
+		if _, err := c.Write(streamRequest(*t)); err != nil {
+			return conns, err
+		}
+	}
+	return conns, nil
 }

@@ -102,3 +102,4 @@ func sourceIP(first, span byte, k int) net.IP {
 func streamSource(k int) net.IP { return sourceIP(1, 8, k) } // 127.1–8.x.x: 520k addresses
 func churnSource(k int) net.IP  { return sourceIP(9, 2, k) }
 func postSource(k int) net.IP   { return sourceIP(11, 1, k) }
+func stuckSource(k int) net.IP  { return sourceIP(12, 1, k) }
