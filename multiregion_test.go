@@ -15,54 +15,26 @@ import (
 	"time"
 
 	"globalpresence/internal/cluster"
-	"globalpresence/internal/redisnode"
 )
 
 // The multi-region tests run the real binary as separate processes: one
 // Redis primary, a replica per region, app instances per region.
 
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-	binaryDir  string
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binaryDir != "" {
-		os.RemoveAll(binaryDir)
-	}
+	cluster.RemoveTestBinary()
 	os.Exit(code)
-}
-
-func appBinary(t *testing.T) string {
-	t.Helper()
-	binaryOnce.Do(func() {
-		if binaryDir, binaryErr = os.MkdirTemp("", "gp-bin-"); binaryErr == nil {
-			binaryPath, binaryErr = cluster.BuildApp(binaryDir)
-		}
-	})
-	if binaryErr != nil {
-		t.Fatalf("building the app: %v", binaryErr)
-	}
-	return binaryPath
 }
 
 // startCluster runs ams (two instances), iad and syd, with limits raised:
 // every test client shares 127.0.0.1.
 func startCluster(t *testing.T) *cluster.Cluster {
 	t.Helper()
-	if _, err := redisnode.RedisServerPath(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server is required in CI: %v", err)
-		}
-		t.Skip(err)
-	}
+	bin := cluster.TestBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := cluster.Start(ctx, cluster.Config{
-		Binary:    appBinary(t),
+		Binary:    bin,
 		Regions:   []string{"ams", "iad", "syd"},
 		Instances: map[string]int{"ams": 2},
 		Dir:       t.TempDir(),

@@ -14,43 +14,12 @@ import (
 	"time"
 
 	"globalpresence/internal/cluster"
-	"globalpresence/internal/redisnode"
-)
-
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	cluster.RemoveTestBinary()
 	os.Exit(code)
-}
-
-// appBinary skips without redis-server (fails under CI) and builds the app
-// once for the package.
-func appBinary(t *testing.T) string {
-	t.Helper()
-	if _, err := redisnode.RedisServerPath(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "cmd-cluster-test-bin-"); buildErr == nil {
-			binPath, buildErr = cluster.BuildApp(binDir)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
 }
 
 // lockedBuffer is written by run and by the cluster's app goroutines.
@@ -110,7 +79,7 @@ func checkTable(t *testing.T, out string, apps ...string) {
 }
 
 func TestRunFor(t *testing.T) {
-	bin := appBinary(t)
+	bin := cluster.TestBinary(t)
 	t.Parallel()
 	var stdout, stderr lockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -125,7 +94,7 @@ func TestRunFor(t *testing.T) {
 }
 
 func TestRunStopsOnSignal(t *testing.T) {
-	bin := appBinary(t)
+	bin := cluster.TestBinary(t)
 	t.Parallel()
 	var stdout, stderr lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())

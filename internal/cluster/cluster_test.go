@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,47 +19,10 @@ import (
 	"globalpresence/internal/redisnode"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	cluster.RemoveTestBinary()
 	os.Exit(code)
-}
-
-// appBinary builds the app once for all tests of the package.
-func appBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "cluster-test-bin-"); buildErr == nil {
-			start := time.Now()
-			binPath, buildErr = cluster.BuildApp(binDir)
-			t.Logf("built the app in %v", time.Since(start))
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// requireRedis skips without redis-server locally, but fails under CI so
-// CI cannot pass by skipping.
-func requireRedis(t *testing.T) {
-	t.Helper()
-	if _, err := redisnode.RedisServerPath(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
 }
 
 // logWriter sends the cluster's progress lines to the test log.
@@ -170,9 +132,9 @@ func processesIn(t *testing.T, dir string) []string {
 }
 
 func TestCluster(t *testing.T) {
-	requireRedis(t)
+	redisnode.Require(t)
 	t.Parallel()
-	bin := appBinary(t)
+	bin := cluster.TestBinary(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -290,9 +252,9 @@ func TestCluster(t *testing.T) {
 }
 
 func TestStartFailureStopsEverything(t *testing.T) {
-	requireRedis(t)
+	redisnode.Require(t)
 	t.Parallel()
-	bin := appBinary(t)
+	bin := cluster.TestBinary(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

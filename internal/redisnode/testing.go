@@ -5,10 +5,9 @@ import (
 	"testing"
 )
 
-// MustStart starts a node for a test and stops it in tb.Cleanup. A missing
-// redis-server skips the test locally but fails it under CI (CI set), so
-// CI can never pass by skipping. An empty opts.Dir becomes tb.TempDir().
-func MustStart(tb testing.TB, opts Options) *Node {
+// Require skips a test that needs redis-server when it is missing locally,
+// but fails it under CI (CI set), so CI can never pass by skipping.
+func Require(tb testing.TB) {
 	tb.Helper()
 	if _, err := RedisServerPath(); err != nil {
 		if os.Getenv("CI") != "" {
@@ -16,6 +15,14 @@ func MustStart(tb testing.TB, opts Options) *Node {
 		}
 		tb.Skipf("skipping: %v", err)
 	}
+}
+
+// MustStart starts a node for a test and stops it in tb.Cleanup (see
+// Require for a missing redis-server). An empty opts.Dir becomes
+// tb.TempDir().
+func MustStart(tb testing.TB, opts Options) *Node {
+	tb.Helper()
+	Require(tb)
 	if opts.Dir == "" {
 		opts.Dir = tb.TempDir()
 	}
