@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		WriteTimeout: *writeTimeout, Limits: limits, TrustProxy: *trustProxy,
 		Emitter: emitter, Metrics: metrics, Log: log,
 	})
+	defer srv.EndStreams() // stops the stream hub on every return
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

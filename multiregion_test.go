@@ -127,7 +127,6 @@ func postTo(t *testing.T, u, path string, form url.Values) int {
 }
 
 func lightKey(s appState) string { return fmt.Sprint(s.Lightbulb.On) }
-func always(appState) bool       { return true }
 
 // A flip in one region reaches streams in the others; concurrent flips and
 // messages from every region converge to one state and one feed everywhere

@@ -7,8 +7,9 @@
 // Every subscriber has a bounded queue. Events carrying a Key coalesce with a
 // pending event of the same Key, so a lagging client skips stale states of a
 // swappable part instead of accumulating them. A subscriber whose queue still
-// overflows is evicted (its Done channel closes) rather than ever blocking the
-// publisher; the client reconnects and receives a fresh snapshot.
+// overflows is evicted (its Done channel closes, its notify callback runs)
+// rather than ever blocking the publisher; the client reconnects and
+// receives a fresh snapshot.
 //
 // The emitter runs no goroutines; topics without subscribers are forgotten.
 package bus

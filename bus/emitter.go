@@ -44,12 +44,17 @@ func NewEmitter(queueLen int) *Emitter {
 
 // Subscribe returns a subscriber to the given topics. Call Close when done.
 func (e *Emitter) Subscribe(topics ...string) *Subscriber {
-	s := &Subscriber{
-		em:    e,
-		max:   e.queueLen,
-		ready: make(chan struct{}, 1),
-		done:  make(chan struct{}),
-	}
+	return e.SubscribeFunc(nil, topics...)
+}
+
+// SubscribeFunc is Subscribe with a notify callback (nil for none), called
+// whenever the subscriber's queue goes from empty to non-empty, and once
+// when the subscriber is evicted, so a consumer can react without a
+// goroutine parked on Ready. It runs on the publisher's goroutine, outside
+// the subscriber's lock but while the emitter may be read-locked: it must
+// not block, and must not call the emitter or Close (hand the work off).
+func (e *Emitter) SubscribeFunc(notify func(), topics ...string) *Subscriber {
+	s := &Subscriber{em: e, max: e.queueLen, notify: notify, refs: make([]topicRef, 0, len(topics))}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 next:
@@ -83,7 +88,11 @@ func (e *Emitter) Publish(topic string, ev Event) int {
 	e.mu.RLock()
 	if t := e.topics[topic]; t != nil {
 		for _, s := range t.subs {
-			switch s.push(ev) {
+			res, notify := s.push(ev)
+			if notify != nil {
+				notify()
+			}
+			switch res {
 			case appended:
 				n++
 			case merged:
@@ -105,6 +114,11 @@ func (e *Emitter) Publish(topic string, ev Event) int {
 		}
 		e.mu.Unlock()
 		e.evicted.Add(uint64(len(evicted)))
+		for _, s := range evicted {
+			if notify := s.notifyFunc(); notify != nil {
+				notify()
+			}
+		}
 	}
 	e.published.Add(1)
 	e.delivered.Add(uint64(n))

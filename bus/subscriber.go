@@ -4,12 +4,18 @@ import "sync"
 
 // Subscriber is one consumer's bounded queue of pending events. Its methods
 // are safe for concurrent use.
+//
+// A consumer learns of new events either by waiting on Ready and Done, or by
+// a notify callback (SubscribeFunc, SetNotify), which needs no goroutine per
+// subscriber. The channels are made only when first asked for, so a
+// callback-driven subscriber never pays for them.
 type Subscriber struct {
-	em    *Emitter
-	ready chan struct{}
-	done  chan struct{}
+	em *Emitter
 
 	mu      sync.Mutex
+	ready   chan struct{} // nil until Ready is called
+	done    chan struct{} // nil until Done is called
+	notify  func()
 	queue   []Event // capacity is reused across Take calls
 	max     int
 	closed  bool // closed or evicted: accept nothing more
@@ -26,10 +32,46 @@ type topicRef struct {
 
 // Ready is signalled when the queue goes from empty to non-empty. It has a
 // buffer of one, so a wake-up is never lost and never blocks the publisher.
-func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+func (s *Subscriber) Ready() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready == nil {
+		s.ready = make(chan struct{}, 1)
+		if len(s.queue) > 0 { // events that came before anyone asked
+			s.ready <- struct{}{}
+		}
+	}
+	return s.ready
+}
 
 // Done is closed when the subscriber is closed or evicted.
-func (s *Subscriber) Done() <-chan struct{} { return s.done }
+func (s *Subscriber) Done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		s.done = make(chan struct{})
+		if s.closed {
+			close(s.done)
+		}
+	}
+	return s.done
+}
+
+// SetNotify makes the subscriber call notify whenever its queue goes from
+// empty to non-empty, and once when it is evicted; see SubscribeFunc for the
+// rules notify must follow. It replaces any earlier callback. If events are
+// already pending, or the subscriber is already closed or evicted, notify is
+// called once before SetNotify returns, so nothing that happened before it
+// was set goes unnoticed.
+func (s *Subscriber) SetNotify(notify func()) {
+	s.mu.Lock()
+	s.notify = notify
+	now := notify != nil && (len(s.queue) > 0 || s.closed)
+	s.mu.Unlock()
+	if now {
+		notify()
+	}
+}
 
 // Evicted reports whether the subscriber was dropped for overflowing its queue.
 func (s *Subscriber) Evicted() bool {
@@ -44,16 +86,19 @@ func (s *Subscriber) Take(dst []Event) []Event {
 	dst = append(dst, s.queue...)
 	clear(s.queue) // let taken frames be collected
 	s.queue = s.queue[:0]
-	// A signal left from before this Take would be a spurious wake-up.
-	select {
-	case <-s.ready:
-	default:
+	if s.ready != nil {
+		// A signal left from before this Take would be a spurious wake-up.
+		select {
+		case <-s.ready:
+		default:
+		}
 	}
 	s.mu.Unlock()
 	return dst
 }
 
-// Close unsubscribes from all topics and closes Done. It is idempotent.
+// Close unsubscribes from all topics and closes Done. It is idempotent and
+// does not call notify: the caller already knows.
 func (s *Subscriber) Close() {
 	s.mu.Lock()
 	s.shutLocked()
@@ -67,8 +112,17 @@ func (s *Subscriber) shutLocked() {
 	if !s.closed {
 		s.closed = true
 		s.queue = nil
-		close(s.done)
+		if s.done != nil {
+			close(s.done)
+		}
 	}
+}
+
+// notifyFunc returns the callback to run for an eviction.
+func (s *Subscriber) notifyFunc() func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notify
 }
 
 type pushResult uint8
@@ -82,31 +136,36 @@ const (
 
 // push enqueues ev. On overflow it only marks the subscriber evicted; the
 // caller unlinks it from topics once it no longer holds the emitter's lock.
-func (s *Subscriber) push(ev Event) pushResult {
+// When the queue went from empty to non-empty it also returns the notify
+// callback, for the caller to run after the subscriber's lock is released.
+func (s *Subscriber) push(ev Event) (pushResult, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return dropped
+		return dropped, nil
 	}
 	if ev.Key != "" {
 		for i := range s.queue {
 			if s.queue[i].Key == ev.Key {
 				s.queue[i] = ev
-				return merged
+				return merged, nil
 			}
 		}
 	}
 	if len(s.queue) >= s.max {
 		s.evicted = true
 		s.shutLocked()
-		return overflow
+		return overflow, nil
 	}
 	s.queue = append(s.queue, ev)
-	if len(s.queue) == 1 {
+	if len(s.queue) > 1 {
+		return appended, nil
+	}
+	if s.ready != nil {
 		select {
 		case s.ready <- struct{}{}:
 		default:
 		}
 	}
-	return appended
+	return appended, s.notify
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"globalpresence/bus"
+	"globalpresence/bus/hub"
 	"globalpresence/presence"
 	"globalpresence/static"
 )
@@ -51,9 +52,9 @@ type Server struct {
 	hiLimit    *limiter
 	lightLimit *limiter
 	streams    *streamCounter
-	// stopping is closed to end every stream, so shutdown does not wait on
-	// connections that never end by themselves.
-	stopping chan struct{}
+	// hub holds the hijacked streams; its Shutdown ends them all, as they
+	// never end by themselves.
+	hub *hub.Hub
 }
 
 // New builds the routes.
@@ -74,7 +75,7 @@ func New(cfg Config) *Server {
 		hiLimit:    newLimiter(cfg.Limits.HiPerSec, cfg.Limits.HiBurst),
 		lightLimit: newLimiter(cfg.Limits.LightPerSec, cfg.Limits.LightBurst),
 		streams:    newStreamCounter(cfg.Limits.StreamsPerClient, cfg.Limits.MaxStreams),
-		stopping:   make(chan struct{}),
+		hub:        hub.New(hub.Config{WriteTimeout: cfg.WriteTimeout}),
 	}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
@@ -111,8 +112,8 @@ func (s *Server) limit(c echo.Context, l *limiter, user presence.UserID, what st
 }
 
 // EndStreams ends every open SSE stream (clients reconnect elsewhere) and
-// makes new ones end at once.
-func (s *Server) EndStreams() { close(s.stopping) }
+// makes new ones end at once. Calling it again does nothing.
+func (s *Server) EndStreams() { s.hub.Shutdown() }
 
 // errorHandler answers every error as a short JSON message with its status;
 // anything unexpected is logged and answered 500 without internals.
