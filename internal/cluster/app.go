@@ -186,6 +186,13 @@ func (a *App) forget(p *proc) {
 	a.mu.Unlock()
 }
 
+// running is the app's current process, or nil.
+func (a *App) running() *proc {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cur
+}
+
 // Term stops the app gracefully with SIGTERM, waits for it to exit (SIGKILL
 // after 10 s) and returns its exit error. If it had already exited by
 // itself, Term returns that exit error once. Terminating a stopped app does
@@ -193,9 +200,7 @@ func (a *App) forget(p *proc) {
 func (a *App) Term() error {
 	a.life.Lock()
 	defer a.life.Unlock()
-	a.mu.Lock()
-	p := a.cur
-	a.mu.Unlock()
+	p := a.running()
 	if p == nil {
 		return nil
 	}
@@ -231,9 +236,7 @@ func (a *App) Term() error {
 func (a *App) Kill() error {
 	a.life.Lock()
 	defer a.life.Unlock()
-	a.mu.Lock()
-	p := a.cur
-	a.mu.Unlock()
+	p := a.running()
 	if p == nil {
 		return nil
 	}
