@@ -161,7 +161,7 @@ func (b *Broadcaster) warm(ctx context.Context, room string) (*roomState, error)
 	if rs != nil {
 		return rs, nil
 	}
-	snap, err := b.store.Snapshot(ctx, room)
+	snap, err := b.store.Snapshot(ctx, room, presence.AllParts)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ func (b *Broadcaster) flush(room string, parts presence.Part) {
 	}
 	b.flushes.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	snap, err := b.store.Snapshot(ctx, room)
+	snap, err := b.store.Snapshot(ctx, room, parts)
 	cancel()
 	if err != nil {
 		b.log.Warn("reading room after a change", "room", room, "err", err)

@@ -14,7 +14,7 @@ import (
 // stream then keeps it live.
 func (s *Server) page(c echo.Context) error {
 	user := s.identify(c)
-	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), DefaultRoom)
+	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), DefaultRoom, presence.AllParts)
 	if err != nil {
 		return err
 	}

@@ -4,11 +4,13 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"globalpresence/presence"
 )
 
 // state returns the whole room as JSON.
 func (s *Server) state(c echo.Context) error {
-	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), DefaultRoom)
+	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), DefaultRoom, presence.AllParts)
 	if err != nil {
 		return err
 	}

@@ -58,8 +58,10 @@ type Store interface {
 	Join(ctx context.Context, room string, t Tab) error
 	// Leave removes a tab; leaving an unknown tab is a no-op.
 	Leave(ctx context.Context, room string, tabID string) error
-	// Snapshot reads a room's merged state.
-	Snapshot(ctx context.Context, room string) (Snapshot, error)
+	// Snapshot reads a room's merged state. Only the given parts need be
+	// fresh: a change to one part is not worth re-reading the others (the
+	// rest may be empty, or as last read).
+	Snapshot(ctx context.Context, room string, parts Part) (Snapshot, error)
 	// Watch registers fn to hear about changes from every region. fn runs on
 	// the store's goroutine and must not block.
 	Watch(fn func(Change))

@@ -95,7 +95,7 @@ func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
 }
 
 // Snapshot implements Store.
-func (m *Memory) Snapshot(_ context.Context, room string) (Snapshot, error) {
+func (m *Memory) Snapshot(_ context.Context, room string, parts Part) (Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	snap := Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}, Latency: []Latency{}}
@@ -103,17 +103,23 @@ func (m *Memory) Snapshot(_ context.Context, room string) (Snapshot, error) {
 	if r == nil {
 		return snap, nil
 	}
-	feeds := make([][]Message, 0, len(r.feeds))
-	for _, f := range r.feeds {
-		feeds = append(feeds, f)
+	if parts&PartLight != 0 {
+		snap.Light = FoldLight(r.light)
 	}
-	tabs := make([]Tab, 0, len(r.tabs))
-	for _, t := range r.tabs {
-		tabs = append(tabs, t)
+	if parts&PartMessages != 0 {
+		feeds := make([][]Message, 0, len(r.feeds))
+		for _, f := range r.feeds {
+			feeds = append(feeds, f)
+		}
+		snap.Messages = MergeFeeds(feeds, FeedLen)
 	}
-	snap.Light = FoldLight(r.light)
-	snap.Messages = MergeFeeds(feeds, FeedLen)
-	snap.Regions = GroupTabs(tabs)
+	if parts&PartPresence != 0 {
+		tabs := make([]Tab, 0, len(r.tabs))
+		for _, t := range r.tabs {
+			tabs = append(tabs, t)
+		}
+		snap.Regions = GroupTabs(tabs)
+	}
 	return snap, nil
 }
 

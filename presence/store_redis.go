@@ -301,7 +301,7 @@ func (s *Redis) noteSeq(room string, seq uint64) {
 // Snapshot implements Store. Presence comes from memory (kept by deltas);
 // the lightbulb and feeds are read from the regional store in one round
 // trip. While the store cannot be read, the last state read is served.
-func (s *Redis) Snapshot(ctx context.Context, room string) (Snapshot, error) {
+func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot, error) {
 	s.mu.Lock()
 	connected := s.health.subscribed
 	s.mu.Unlock()
@@ -313,24 +313,30 @@ func (s *Redis) Snapshot(ctx context.Context, room string) (Snapshot, error) {
 	if err := s.track(ctx, room); err != nil {
 		return s.lastSnapshot(room), nil
 	}
+	// Parts not asked for stay as last read; the result is kept whole, to
+	// be served while the store is down.
+	snap := s.lastSnapshot(room)
 	regions := s.knownRegions(room, "")
-	records, err := s.readLight(ctx, s.read, room, regions)
-	if err != nil {
-		s.noteError(err)
-		return s.lastSnapshot(room), nil
+	if parts&PartLight != 0 {
+		records, err := s.readLight(ctx, s.read, room, regions)
+		if err != nil {
+			s.noteError(err)
+			return s.lastSnapshot(room), nil
+		}
+		snap.Light = FoldLight(records)
 	}
-	feeds, err := s.readFeeds(ctx, s.read, room, regions)
-	if err != nil {
-		s.noteError(err)
-		return s.lastSnapshot(room), nil
+	if parts&PartMessages != 0 {
+		feeds, err := s.readFeeds(ctx, s.read, room, regions)
+		if err != nil {
+			s.noteError(err)
+			return s.lastSnapshot(room), nil
+		}
+		snap.Messages = MergeFeeds(feeds, FeedLen)
 	}
-	snap := Snapshot{
-		Room:     room,
-		Light:    FoldLight(records),
-		Messages: MergeFeeds(feeds, FeedLen),
-		Regions:  GroupTabs(s.presence(room)),
-		Latency:  s.lat.report(),
+	if parts&PartPresence != 0 {
+		snap.Regions = GroupTabs(s.presence(room))
 	}
+	snap.Latency = s.lat.report()
 	s.mu.Lock()
 	if r := s.rooms[room]; r != nil {
 		r.last = &snap

@@ -73,7 +73,7 @@ func crash(s *Redis) {
 }
 
 func tabsIn(s Store, room string) int {
-	snap, _ := s.Snapshot(context.Background(), room)
+	snap, _ := s.Snapshot(context.Background(), room, AllParts)
 	n := 0
 	for _, c := range TabCounts(snap.Regions) {
 		n += c
@@ -110,7 +110,7 @@ func TestRedisInstanceCrashAndGoodbye(t *testing.T) {
 	waitReady(t, doomed)
 	leaving := openRedis(t, cfg)
 
-	_, _ = watcher.Snapshot(ctx, "home")
+	_, _ = watcher.Snapshot(ctx, "home", AllParts)
 	for i, s := range []*Redis{doomed, leaving} {
 		if err := s.Join(ctx, "home", Tab{ID: string(rune('a' + i)), User: "U", Region: "ams", Since: time.Now()}); err != nil {
 			t.Fatal(err)
@@ -146,7 +146,7 @@ func TestRedisResubscribesAndResyncs(t *testing.T) {
 
 	cut := openRedis(t, RedisConfig{URL: "redis://" + link.Addr() + "/0", Region: "syd"})
 	writer := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
-	_, _ = cut.Snapshot(ctx, "home")
+	_, _ = cut.Snapshot(ctx, "home", AllParts)
 	var mu sync.Mutex
 	var heard []Change
 	cut.Watch(func(c Change) {
@@ -168,7 +168,7 @@ func TestRedisResubscribesAndResyncs(t *testing.T) {
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		snap, _ := cut.Snapshot(ctx, "home")
+		snap, _ := cut.Snapshot(ctx, "home", AllParts)
 		if snap.Light.On && tabsIn(cut, "home") == 1 && cut.Resyncs() > before {
 			break
 		}
@@ -192,7 +192,7 @@ func TestRedisSequenceGapTriggersReread(t *testing.T) {
 	ctx := context.Background()
 	a := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
 	b := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd"})
-	_, _ = b.Snapshot(ctx, "home")
+	_, _ = b.Snapshot(ctx, "home", AllParts)
 	if err := a.Join(ctx, "home", Tab{ID: "t1", User: "U", Region: "ams", Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestRedisConfigRefused(t *testing.T) {
 	}
 	ctx := context.Background()
 	other := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd", Log: log, TTL: time.Second})
-	_, _ = s.Snapshot(ctx, "home")
+	_, _ = s.Snapshot(ctx, "home", AllParts)
 	if err := other.Join(ctx, "home", Tab{ID: "x", User: "U", Region: "syd", Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 	if _, err := s.Say(ctx, "home", Post{Text: "before"}); err != nil {
 		t.Fatal(err)
 	}
-	snap, _ := s.Snapshot(ctx, "home")
+	snap, _ := s.Snapshot(ctx, "home", AllParts)
 	if len(snap.Messages) != 1 {
 		t.Fatalf("messages: %+v", snap.Messages)
 	}
@@ -258,7 +258,7 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 		t.Fatal("ready while the store is down")
 	}
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	snap, err = s.Snapshot(rctx, "home")
+	snap, err = s.Snapshot(rctx, "home", AllParts)
 	cancel()
 	if err != nil || len(snap.Messages) != 1 {
 		t.Fatalf("while down, the last state must be served: %+v, %v", snap.Messages, err)

@@ -21,7 +21,7 @@ func storeSuite(t *testing.T, open func(t *testing.T, region string) Store) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			snap, err := s.Snapshot(ctx, r)
+			snap, err := s.Snapshot(ctx, r, AllParts)
 			if err == nil && ok(snap) {
 				return snap
 			}
@@ -121,7 +121,7 @@ func storeSuite(t *testing.T, open func(t *testing.T, region string) Store) {
 	t.Run("watchers hear each part", func(t *testing.T) {
 		s := open(t, "ams")
 		r := room("watch")
-		_, _ = s.Snapshot(ctx, r) // a store follows the rooms it is asked about
+		_, _ = s.Snapshot(ctx, r, AllParts) // a store follows the rooms it is asked about
 		var mu sync.Mutex
 		got := Part(0)
 		s.Watch(func(c Change) {
@@ -149,9 +149,33 @@ func storeSuite(t *testing.T, open func(t *testing.T, region string) Store) {
 		}
 	})
 
+	t.Run("a snapshot of some parts has those fresh", func(t *testing.T) {
+		s := open(t, "ams")
+		r := room("parts")
+		_, _ = s.Snapshot(ctx, r, AllParts)
+		if _, err := s.Switch(ctx, r, Switch{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Say(ctx, r, Post{Text: "fresh"}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			light, _ := s.Snapshot(ctx, r, PartLight)
+			msgs, _ := s.Snapshot(ctx, r, PartMessages)
+			if light.Light.On && len(msgs.Messages) == 1 && msgs.Messages[0].Text == "fresh" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("partial snapshots stale: light %+v, messages %+v", light.Light, msgs.Messages)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
 	t.Run("empty room", func(t *testing.T) {
 		s := open(t, "ams")
-		snap, err := s.Snapshot(ctx, room("empty"))
+		snap, err := s.Snapshot(ctx, room("empty"), AllParts)
 		if err != nil || snap.Light.On || snap.Messages == nil || snap.Regions == nil || len(snap.Messages)+len(snap.Regions) != 0 {
 			t.Fatalf("empty room: %+v, %v", snap, err)
 		}

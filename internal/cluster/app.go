@@ -81,12 +81,11 @@ func (a *App) URL() string {
 
 // PID is the process id of the running app, or 0 when it is not running.
 func (a *App) PID() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cur == nil || a.cur.exited() {
+	p := a.running()
+	if p == nil || p.exited() {
 		return 0
 	}
-	return a.cur.cmd.Process.Pid
+	return p.cmd.Process.Pid
 }
 
 // Log is the app's stdout and stderr so far (the last MiB), across
