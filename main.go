@@ -91,8 +91,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	var unused handlers.UnusedConns
 	hs := &http.Server{
 		Handler:           srv,
+		ConnState:         unused.Track,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10, // a browser sends a few KiB
 		IdleTimeout:       2 * time.Minute,
@@ -114,6 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := closeStore(); err != nil {
 		log.Warn("closing the store", "err", err)
 	}
+	unused.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), *grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {

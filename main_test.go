@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -376,5 +377,24 @@ func TestShutdownEndsStreams(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("shutdown took %v", d)
+	}
+}
+
+// HTTP clients open spare connections that never carry a request; the
+// server counts those as busy for 5 s, so one alone used to time out a
+// shorter graceful shutdown (and failed a SIGTERM in CI).
+func TestShutdownIgnoresUnusedConnections(t *testing.T) {
+	a := startApp(t, nil, "-shutdown-timeout", "1s")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(a.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Once the server has accepted it, the connection is tracked.
+	if _, err := http.Get(a.URL + "/healthz"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.stop(); err != nil {
+		t.Fatalf("shutdown with an unused connection open: %v", err)
 	}
 }

@@ -207,7 +207,7 @@ func (a *App) Term() error {
 	pid := p.cmd.Process.Pid
 	if p.exited() {
 		if p.err != nil {
-			return fmt.Errorf("cluster: %s (pid %d) had exited: %w", a.Name, pid, p.err)
+			return fmt.Errorf("cluster: %s (pid %d) had exited: %w\n%s", a.Name, pid, p.err, a.logTail())
 		}
 		return nil
 	}
@@ -225,7 +225,7 @@ func (a *App) Term() error {
 		return fmt.Errorf("cluster: %s (pid %d) did not exit within %v of SIGTERM; killed", a.Name, pid, termTimeout)
 	}
 	if p.err != nil {
-		return fmt.Errorf("cluster: %s (pid %d) exited: %w", a.Name, pid, p.err)
+		return fmt.Errorf("cluster: %s (pid %d) exited: %w\n%s", a.Name, pid, p.err, a.logTail())
 	}
 	return nil
 }
