@@ -71,6 +71,7 @@ func (s *Server) events(c echo.Context) error {
 	// For the access log, metrics and error handler: a 200 went out.
 	w.Status, w.Size, w.Committed = http.StatusOK, int64(len(head)), true
 	s.hub.Serve(conn, append([][]byte{head}, snapshot...), sub, st.ended)
+	s.settle.opened()
 	return nil
 }
 

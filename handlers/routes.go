@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -54,7 +55,8 @@ type Server struct {
 	streams    *streamCounter
 	// hub holds the hijacked streams; its Shutdown ends them all, as they
 	// never end by themselves.
-	hub *hub.Hub
+	hub    *hub.Hub
+	settle *settler
 }
 
 // New builds the routes.
@@ -77,6 +79,12 @@ func New(cfg Config) *Server {
 		streams:    newStreamCounter(cfg.Limits.StreamsPerClient, cfg.Limits.MaxStreams),
 		hub:        hub.New(hub.Config{WriteTimeout: cfg.WriteTimeout}),
 	}
+	s.settle = newSettler(settleQuiet, settleLeast, func(opens int) {
+		start := time.Now()
+		debug.FreeOSMemory()
+		cfg.Log.Info("returned memory to the OS after a burst of stream opens",
+			"opens", opens, "ms", time.Since(start).Milliseconds())
+	})
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
@@ -113,7 +121,10 @@ func (s *Server) limit(c echo.Context, l *limiter, user presence.UserID, what st
 
 // EndStreams ends every open SSE stream (clients reconnect elsewhere) and
 // makes new ones end at once. Calling it again does nothing.
-func (s *Server) EndStreams() { s.hub.Shutdown() }
+func (s *Server) EndStreams() {
+	s.settle.stop()
+	s.hub.Shutdown()
+}
 
 // errorHandler answers every error as a short JSON message with its status;
 // anything unexpected is logged and answered 500 without internals.
