@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMetrics(t *testing.T) {
@@ -69,5 +70,29 @@ func TestLogsAreStructuredWithoutSecrets(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no log line with request id %s:\n%s", id, logs)
+	}
+}
+
+// After a burst of stream opens (a reconnect storm), the garbage the opens
+// left is collected and returned to the OS once the burst is over, instead
+// of staying in the process while its streams sit idle.
+func TestMemoryReturnedAfterABurstOfOpens(t *testing.T) {
+	a := startApp(t, nil, "-streams-per-client", "2000")
+	addr := strings.TrimPrefix(a.URL, "http://")
+	for range 1000 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "GET /events HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	}
+	const line = `"msg":"returned memory to the OS after a burst of stream opens","opens":1000`
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(a.logs.String(), line) {
+		if time.Now().After(deadline) {
+			t.Fatal("no memory returned after 1,000 opens")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
