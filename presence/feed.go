@@ -65,14 +65,38 @@ func MergeFeeds(feeds [][]Message, n int) []Message {
 			}
 		}
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].HLC != all[j].HLC {
-			return all[i].HLC > all[j].HLC
-		}
-		return all[i].ID > all[j].ID
-	})
+	sort.Slice(all, func(i, j int) bool { return newer(all[i], all[j]) })
 	if len(all) > n {
 		all = all[:n]
 	}
 	return all
+}
+
+// AddToFeed adds m to one region's feed (once, however often it arrives),
+// keeping the newest keep messages.
+func AddToFeed(feed []Message, m Message, keep int) []Message {
+	for _, old := range feed {
+		if old.ID == m.ID {
+			return feed
+		}
+	}
+	feed = append(feed, m)
+	if len(feed) <= keep {
+		return feed
+	}
+	oldest := 0
+	for i, x := range feed {
+		if newer(feed[oldest], x) {
+			oldest = i
+		}
+	}
+	return append(feed[:oldest], feed[oldest+1:]...)
+}
+
+// newer orders messages as every feed shows them.
+func newer(a, b Message) bool {
+	if a.HLC != b.HLC {
+		return a.HLC > b.HLC
+	}
+	return a.ID > b.ID
 }

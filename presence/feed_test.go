@@ -54,3 +54,24 @@ func TestNewMessageIDsUnique(t *testing.T) {
 		seen[m.ID] = true
 	}
 }
+
+// Messages arriving in any order, some twice, leave a region's feed with the
+// newest few, each once.
+func TestAddToFeedKeepsTheNewest(t *testing.T) {
+	var clock Clock
+	var all []Message
+	for range 25 {
+		all = append(all, NewMessage(clock.Now(), "ams", Post{Text: "hi"}))
+	}
+	want := MergeFeeds([][]Message{all}, 10)
+	for range 20 {
+		var feed []Message
+		for _, i := range rand.Perm(len(all)) {
+			feed = AddToFeed(feed, all[i], 10)
+			feed = AddToFeed(feed, all[rand.IntN(len(all))], 10)
+		}
+		if got := MergeFeeds([][]Message{feed}, 10); len(feed) != 10 || !slices.Equal(got, want) {
+			t.Fatalf("feed of %d: %v, want %v", len(feed), got, want)
+		}
+	}
+}

@@ -93,3 +93,18 @@ func FoldLight(records map[string]LightRecord) Light {
 func later(h HLC, region string, than HLC, thanRegion string) bool {
 	return h > than || (h == than && region > thanRegion)
 }
+
+// JoinLight merges two readings of one region's record, whichever is newer:
+// the counter and both registers only move forward, so the result is the same
+// in any order and a stale reading never undoes a newer one.
+func JoinLight(a, b LightRecord) LightRecord {
+	out := a
+	out.Flips = max(a.Flips, b.Flips)
+	if b.Last.HLC > a.Last.HLC {
+		out.Last = b.Last
+	}
+	if b.Set != nil && (a.Set == nil || b.Set.HLC > a.Set.HLC) {
+		out.Set = b.Set
+	}
+	return out
+}

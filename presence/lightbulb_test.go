@@ -55,3 +55,31 @@ func TestLaterBreaksTiesByRegion(t *testing.T) {
 		t.Fatal("later must order by HLC then region")
 	}
 }
+
+// A region's record read from the store and the same record carried by
+// hints, in any order and with repeats, join to the newest reading.
+func TestJoinLightKeepsTheNewest(t *testing.T) {
+	var clock Clock
+	on := true
+	var readings []LightRecord
+	rec := LightRecord{}
+	for i := range 6 {
+		sw := Switch{By: UserID(rune('A' + i)), From: "ams"}
+		if i == 3 {
+			sw.Set = &on
+		}
+		rec = ApplySwitch(map[string]LightRecord{"ams": rec}, "ams", sw, clock.Now())
+		readings = append(readings, rec)
+	}
+	newest := readings[len(readings)-1]
+	for range 20 {
+		got := LightRecord{}
+		for _, i := range rand.Perm(len(readings)) {
+			got = JoinLight(got, readings[i])
+			got = JoinLight(got, readings[rand.IntN(len(readings))])
+		}
+		if FoldLight(map[string]LightRecord{"ams": got}) != FoldLight(map[string]LightRecord{"ams": newest}) || got.Flips != newest.Flips {
+			t.Fatalf("joined %+v, want %+v", got, newest)
+		}
+	}
+}
