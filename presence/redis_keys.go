@@ -54,15 +54,33 @@ type wire struct {
 	Wall   int64  `json:"w,omitempty"` // origin wall clock, unix ns: for propagation latency
 	Tab    *Tab   `json:"tab,omitempty"`
 	TabID  string `json:"tid,omitempty"`
-	Seq    uint64 `json:"s,omitempty"` // last field: scripts append it
+	// What changed, so receivers need not re-read it: a new message, or
+	// the region's whole lightbulb record after the switch (a flat
+	// field/value list, as the script read it).
+	Msg *Message `json:"m,omitempty"`
+	Rec []string `json:"rec,omitempty"`
+	Seq uint64   `json:"s,omitempty"`
 }
 
 // seqTemplate splits the JSON of w around its sequence number, which only the
 // script that assigns it knows: the script publishes prefix + seq + "}".
-func (w wire) seqTemplate() string {
-	w.Seq = 0
+func (w wire) seqTemplate() string { return w.openTemplate("s") }
+
+// openTemplate is the JSON of w opened for one more field, which the script
+// writes after it, followed by "}".
+func (w wire) openTemplate(field string) string {
+	w.Seq, w.Rec = 0, nil
 	b, _ := json.Marshal(w)
-	return string(b[:len(b)-1]) + `,"s":`
+	return string(b[:len(b)-1]) + `,"` + field + `":`
+}
+
+// record decodes the lightbulb record carried by a hint.
+func (w wire) record() LightRecord {
+	h := make(map[string]string, len(w.Rec)/2)
+	for i := 0; i+1 < len(w.Rec); i += 2 {
+		h[w.Rec[i]] = w.Rec[i+1]
+	}
+	return decodeLight(h)
 }
 
 func (w wire) encode() string {
@@ -76,10 +94,11 @@ func hlcHex(h HLC) string { return fmt.Sprintf("%016x", uint64(h)) }
 
 // switchScript applies one lightbulb switch to the region's record: a flip
 // increments the counter; "last" and "set" are registers that only move
-// forward in clock order. Then it announces the change.
+// forward in clock order. Then it announces the change with the record as
+// it now is.
 //
 // KEYS[1] light key; ARGV: flip (1/0), hlc hex, stamp JSON, set JSON or "",
-// channel, message.
+// channel, message opened for the record.
 var switchScript = rueidis.NewLuaScript(`
 if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'flips', 1) end
 local last = redis.call('HGET', KEYS[1], 'last_hlc')
@@ -88,7 +107,7 @@ if ARGV[4] ~= '' then
   local set = redis.call('HGET', KEYS[1], 'set_hlc')
   if (not set) or set < ARGV[2] then redis.call('HSET', KEYS[1], 'set_hlc', ARGV[2], 'set', ARGV[4]) end
 end
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. cjson.encode(redis.call('HGETALL', KEYS[1])) .. '}')
 return 1`)
 
 // sayScript appends a message to the region's feed, keeps it short and

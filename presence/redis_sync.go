@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -134,13 +136,7 @@ func (s *Redis) handle(m rueidis.PubSubMessage) {
 	s.lat.observe(w.Region, w.Wall, time.Now())
 	switch w.Type {
 	case "light", "say":
-		part := PartLight
-		if w.Type == "say" {
-			part = PartMessages
-		}
-		if s.learnRegion(w.Room, w.Region) {
-			s.notify(Change{Room: w.Room, Parts: part | PartLatency})
-		}
+		s.applyContent(w)
 	case "join", "leave":
 		s.applyDelta(w)
 	case "beat":
@@ -160,9 +156,9 @@ func (s *Redis) handleKeyspace(key, event string) {
 		// A crashed instance's tabs expire: everyone drops them at once.
 		s.dropInstance(room, owner)
 	case "light", "feed":
-		if s.tracked(room) {
-			s.notify(Change{Room: room, Parts: PartLight | PartMessages})
-		}
+		// Deleted behind our back: what is kept may be more than the
+		// store holds, and only a re-read can tell.
+		s.refreshContent(room)
 	}
 }
 
@@ -172,17 +168,54 @@ func (s *Redis) tracked(room string) bool {
 	return s.rooms[room] != nil
 }
 
-// learnRegion notes a region writing to a tracked room; false if the room is
-// not tracked here (nobody here needs it).
-func (s *Redis) learnRegion(room, region string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.rooms[room]
-	if r == nil {
-		return false
+// applyContent keeps a lightbulb switch or a message announced by a region,
+// if the room is tracked here (nobody here needs it otherwise).
+func (s *Redis) applyContent(w wire) {
+	if (w.Type == "say" && w.Msg == nil) || (w.Type == "light" && w.Rec == nil) {
+		s.refreshContent(w.Room) // an announcement without its data
+		return
 	}
-	r.regions[region] = true
-	return true
+	s.mu.Lock()
+	r := s.rooms[w.Room]
+	if r == nil {
+		s.mu.Unlock()
+		return
+	}
+	r.regions[w.Region] = true
+	part := PartLight
+	if w.Type == "say" {
+		part = PartMessages
+		r.feeds[w.Region] = AddToFeed(r.feeds[w.Region], *w.Msg, feedKeep)
+	} else {
+		r.lights[w.Region] = JoinLight(r.lights[w.Region], w.record())
+	}
+	s.mu.Unlock()
+	s.notify(Change{Room: w.Room, Parts: part | PartLatency})
+}
+
+// refreshContent re-reads a tracked room's lightbulb records and feeds,
+// replacing what announcements built. Runs on the worker, like everything
+// that changes what is kept, so no announcement is lost between the read
+// and the replacement.
+func (s *Redis) refreshContent(room string) {
+	regions := s.knownRegions(room, "")
+	if !s.tracked(room) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	defer cancel()
+	lights, feeds, err := s.readContent(ctx, room, regions)
+	if err != nil {
+		s.log.Warn("re-reading a room", "room", room, "err", err)
+		s.noteError(err)
+		return // the next resync tries again
+	}
+	s.mu.Lock()
+	if r := s.rooms[room]; r != nil {
+		r.lights, r.feeds = lights, feeds
+	}
+	s.mu.Unlock()
+	s.notify(Change{Room: room, Parts: PartLight | PartMessages})
 }
 
 // applyDelta applies a join or leave in sequence; anything out of sequence
@@ -296,27 +329,48 @@ func decodeTabs(h map[string]string) *instTabs {
 	return it
 }
 
-// track makes sure a room's regions and presence are known here, reading
-// them from the store the first time the room is asked for.
+// track makes sure a room is kept here, reading it from the store the first
+// time it is asked for. The read runs on the worker: announcements handled
+// before it are in what it reads, and those after it are applied to it.
 func (s *Redis) track(ctx context.Context, room string) error {
 	if s.tracked(room) {
 		return nil
 	}
-	r, err := s.discover(ctx, room)
-	if err != nil {
-		s.noteError(err)
+	done := make(chan error, 1)
+	read := func() {
+		if s.tracked(room) {
+			done <- nil
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
+		defer cancel()
+		r, err := s.discover(ctx, room)
+		if err == nil {
+			s.mu.Lock()
+			s.rooms[room] = r
+			s.mu.Unlock()
+		}
+		done <- err
+	}
+	select {
+	case s.work <- read:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.ctx.Done():
+		return ErrUnavailable
+	}
+	select {
+	case err := <-done:
 		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.ctx.Done():
+		return ErrUnavailable
 	}
-	s.mu.Lock()
-	if s.rooms[room] == nil {
-		s.rooms[room] = r
-	}
-	s.mu.Unlock()
-	return nil
 }
 
 // discover reads everything a room holds in the store: which regions wrote
-// to it and every instance's tabs.
+// to it, their lightbulb records and feeds, and every instance's tabs.
 func (s *Redis) discover(ctx context.Context, room string) (*redisRoom, error) {
 	r := &redisRoom{regions: make(map[string]bool), insts: make(map[string]*instTabs)}
 	var insts []string
@@ -351,6 +405,11 @@ func (s *Redis) discover(ctx context.Context, room string) (*redisRoom, error) {
 			r.insts[insts[i]] = it
 		}
 	}
+	var err error
+	r.lights, r.feeds, err = s.readContent(ctx, room, slices.Collect(maps.Keys(r.regions)))
+	if err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -374,7 +433,6 @@ func (s *Redis) resyncAll() {
 		}
 		s.mu.Lock()
 		if old := s.rooms[room]; old != nil {
-			r.last = old.last
 			for g := range old.regions {
 				r.regions[g] = true
 			}

@@ -43,9 +43,12 @@ const feedKeep = FeedLen
 
 // Redis is the Store for many regions: each region (or instance) writes only
 // keys it owns on its regional Redis or KeyDB, every change is announced on a
-// pub/sub channel, and every reader merges all owners' keys. Presence is kept
-// in memory from sequenced deltas and re-read from the store on any gap, on
-// every (re)subscription and periodically.
+// pub/sub channel with what changed, and every reader merges all owners'
+// records. Each instance keeps the rooms it serves in memory, built from a
+// first read and then from the announcements, so a change reaches its
+// streams without a read; it re-reads from the store on any doubt (a gap in
+// presence deltas, a deleted key), on every (re)subscription and
+// periodically.
 type Redis struct {
 	cfg   RedisConfig
 	inst  string
@@ -75,11 +78,13 @@ type Redis struct {
 }
 
 // redisRoom is what this instance knows of a room: the regions that wrote
-// to it, the presence of every instance, and the last state read.
+// to it, their lightbulb records and feeds, and the presence of every
+// instance. While the store is down, it is served as it was.
 type redisRoom struct {
 	regions map[string]bool
+	lights  map[string]LightRecord
+	feeds   map[string][]Message
 	insts   map[string]*instTabs
-	last    *Snapshot // served while the store cannot be read
 }
 
 type instTabs struct {
@@ -212,7 +217,7 @@ func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, erro
 		b, _ := json.Marshal(rec.Set)
 		set = string(b)
 	}
-	hint := wire{Type: "light", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano()}.encode()
+	hint := wire{Type: "light", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano()}.openTemplate("rec")
 	err = switchScript.Exec(ctx, s.write, []string{lightKey(room, s.cfg.Region)},
 		[]string{flip, hlcHex(now), string(stamp), set, eventsChannel, hint}).Error()
 	if err != nil {
@@ -230,7 +235,7 @@ func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
 	defer cancel()
 	msg := NewMessage(s.clock.Now(), s.cfg.Region, p)
 	b, _ := json.Marshal(msg)
-	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano()}.encode()
+	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano(), Msg: &msg}.encode()
 	err := sayScript.Exec(ctx, s.write, []string{feedKey(room, s.cfg.Region)},
 		[]string{string(b), strconv.Itoa(feedKeep), eventsChannel, hint}).Error()
 	if err != nil {
@@ -298,74 +303,48 @@ func (s *Redis) noteSeq(room string, seq uint64) {
 	s.mu.Unlock()
 }
 
-// Snapshot implements Store. Presence comes from memory (kept by deltas);
-// the lightbulb and feeds are read from the regional store in one round
-// trip. While the store cannot be read, the last state read is served.
+// Snapshot implements Store. A room is read from the store the first time
+// it is asked for; from then on it is kept up to date by announcements and
+// served from memory, also while the store is down.
 func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot, error) {
 	s.mu.Lock()
 	connected := s.health.subscribed
 	s.mu.Unlock()
-	if !connected {
-		return s.lastSnapshot(room), nil // don't wait on a store that is down
-	}
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	if err := s.track(ctx, room); err != nil {
-		return s.lastSnapshot(room), nil
-	}
-	// Parts not asked for stay as last read; the result is kept whole, to
-	// be served while the store is down.
-	snap := s.lastSnapshot(room)
-	regions := s.knownRegions(room, "")
-	if parts&PartLight != 0 {
-		records, err := s.readLight(ctx, s.read, room, regions)
-		if err != nil {
+	if connected { // don't wait on a store that is down
+		ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		defer cancel()
+		if err := s.track(ctx, room); err != nil {
 			s.noteError(err)
-			return s.lastSnapshot(room), nil
 		}
-		snap.Light = FoldLight(records)
 	}
-	if parts&PartMessages != 0 {
-		feeds, err := s.readFeeds(ctx, s.read, room, regions)
-		if err != nil {
-			s.noteError(err)
-			return s.lastSnapshot(room), nil
-		}
-		snap.Messages = MergeFeeds(feeds, FeedLen)
-	}
-	if parts&PartPresence != 0 {
-		snap.Regions = GroupTabs(s.presence(room))
-	}
-	snap.Latency = s.lat.report()
-	s.mu.Lock()
-	if r := s.rooms[room]; r != nil {
-		r.last = &snap
-	}
-	s.mu.Unlock()
-	return snap, nil
-}
-
-func (s *Redis) lastSnapshot(room string) Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r := s.rooms[room]; r != nil && r.last != nil {
-		return *r.last
-	}
-	return Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}, Latency: []Latency{}}
-}
-
-func (s *Redis) presence(room string) []Tab {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	snap := Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}}
 	var tabs []Tab
+	s.mu.Lock()
 	if r := s.rooms[room]; r != nil {
-		for _, it := range r.insts {
-			for _, t := range it.tabs {
-				tabs = append(tabs, t)
+		if parts&PartLight != 0 {
+			snap.Light = FoldLight(r.lights)
+		}
+		if parts&PartMessages != 0 {
+			feeds := make([][]Message, 0, len(r.feeds))
+			for _, f := range r.feeds {
+				feeds = append(feeds, f)
+			}
+			snap.Messages = MergeFeeds(feeds, FeedLen)
+		}
+		if parts&PartPresence != 0 {
+			for _, it := range r.insts {
+				for _, t := range it.tabs {
+					tabs = append(tabs, t)
+				}
 			}
 		}
 	}
-	return tabs
+	s.mu.Unlock()
+	if parts&PartPresence != 0 {
+		snap.Regions = GroupTabs(tabs) // outside the lock: large rooms take a while
+	}
+	snap.Latency = s.lat.report()
+	return snap, nil
 }
 
 // knownRegions lists the regions known to have written to room, plus extra.
@@ -413,27 +392,38 @@ func decodeLight(h map[string]string) LightRecord {
 	return rec
 }
 
-func (s *Redis) readFeeds(ctx context.Context, c rueidis.Client, room string, regions []string) ([][]Message, error) {
-	cmds := make(rueidis.Commands, len(regions))
-	for i, g := range regions {
-		cmds[i] = c.B().Lrange().Key(feedKey(room, g)).Start(0).Stop(-1).Build()
+// readContent reads the lightbulb records and feeds of regions in a room from
+// the regional store, in one round trip.
+func (s *Redis) readContent(ctx context.Context, room string, regions []string) (map[string]LightRecord, map[string][]Message, error) {
+	c := s.read
+	cmds := make(rueidis.Commands, 0, 2*len(regions))
+	for _, g := range regions {
+		cmds = append(cmds, c.B().Hgetall().Key(lightKey(room, g)).Build(),
+			c.B().Lrange().Key(feedKey(room, g)).Start(0).Stop(-1).Build())
 	}
-	feeds := make([][]Message, 0, len(regions))
-	for _, res := range c.DoMulti(ctx, cmds...) {
-		items, err := res.AsStrSlice()
+	res := c.DoMulti(ctx, cmds...)
+	lights := make(map[string]LightRecord, len(regions))
+	feeds := make(map[string][]Message, len(regions))
+	for i, g := range regions {
+		h, err := res[2*i].AsStrMap()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		feed := make([]Message, 0, len(items))
+		if len(h) > 0 {
+			lights[g] = decodeLight(h)
+		}
+		items, err := res[2*i+1].AsStrSlice()
+		if err != nil {
+			return nil, nil, err
+		}
 		for _, it := range items {
 			var m Message
 			if json.Unmarshal([]byte(it), &m) == nil {
-				feed = append(feed, m)
+				feeds[g] = append(feeds[g], m)
 			}
 		}
-		feeds = append(feeds, feed)
 	}
-	return feeds, nil
+	return lights, feeds, nil
 }
 
 // Ready implements Store: subscribed, the store answers, and (on a replica)

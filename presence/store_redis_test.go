@@ -278,23 +278,7 @@ func TestRedisJoinLeaveCost(t *testing.T) {
 	node := redisnode.MustStart(t, redisnode.Options{})
 	ctx := context.Background()
 	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Heartbeat: time.Hour, TTL: time.Hour})
-	scripts := func() int {
-		info, err := node.Do("INFO", "commandstats")
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, line := range strings.Split(info, "\n") {
-			for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
-				if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
-					var c int
-					_, _ = fmt.Sscanf(rest, "%d", &c)
-					n += c
-				}
-			}
-		}
-		return n
-	}
+	scripts := func() int { return commandCalls(t, node, "evalsha", "eval") }
 	for _, size := range []int{0, 1000} {
 		room := fmt.Sprint("cost", size)
 		for i := range size {
@@ -310,5 +294,87 @@ func TestRedisJoinLeaveCost(t *testing.T) {
 		if per := float64(scripts()-before) / 200; per > 1.05 {
 			t.Fatalf("a join or leave in a room of %d tabs cost %.2f script calls", size, per)
 		}
+	}
+}
+
+// commandCalls is how many times node has run the given commands.
+func commandCalls(t *testing.T, node *redisnode.Node, cmds ...string) int {
+	t.Helper()
+	info, err := node.Do("INFO", "commandstats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range cmds {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
+				var c int
+				_, _ = fmt.Sscanf(rest, "%d", &c)
+				n += c
+			}
+		}
+	}
+	return n
+}
+
+// idle waits until the store's worker has done everything queued so far.
+func idle(s *Redis) {
+	done := make(chan struct{})
+	s.work <- func() { close(done) }
+	<-done
+}
+
+// A switch or a message from another region reaches a watching instance
+// with its data: the watcher serves it without reading the store (one hop,
+// not two, on the cross-region path). A key deleted behind the app's back
+// is re-read.
+func TestRedisChangesArriveWithoutReads(t *testing.T) {
+	primary := redisnode.MustStart(t, redisnode.Options{})
+	replica := redisnode.MustStart(t, redisnode.Options{ReplicaOf: primary.Addr()})
+	ctx := context.Background()
+	writer := openRedis(t, RedisConfig{URL: primary.URL(), Region: "ams"})
+	watcher := openRedis(t, RedisConfig{URL: replica.URL(), WriteURL: primary.URL(), Region: "syd", Resync: time.Hour})
+	if _, err := writer.Say(ctx, "r", Post{Text: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	if snap, _ := watcher.Snapshot(ctx, "r", AllParts); len(snap.Messages) != 1 {
+		t.Fatalf("first read: %+v", snap.Messages)
+	}
+	idle(watcher)
+	reads := func() int { return commandCalls(t, replica, "hgetall", "lrange", "scan", "get", "hget") }
+	before := reads()
+
+	if _, err := writer.Say(ctx, "r", Post{Text: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	on := true
+	if _, err := writer.Switch(ctx, "r", Switch{Set: &on, By: "U", From: "ams"}); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, watcher, "r", func(s Snapshot) bool {
+		return s.Light.On && s.Light.By == "U" && len(s.Messages) == 2 && s.Messages[0].Text == "after"
+	})
+	if n := reads() - before; n != 0 {
+		t.Fatalf("the watcher read the store %d times for two announced changes", n)
+	}
+
+	if _, err := primary.Do("DEL", feedKey("r", "ams")); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, watcher, "r", func(s Snapshot) bool { return len(s.Messages) == 0 && s.Light.On })
+}
+
+func waitSnapshot(t *testing.T, s Store, room string, ok func(Snapshot) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		snap, err := s.Snapshot(context.Background(), room, AllParts)
+		if err == nil && ok(snap) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshot of %s never as expected: %+v (%v)", room, snap, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
