@@ -52,6 +52,7 @@ func (b *Broadcaster) Stats() BroadcastStats {
 type roomState struct {
 	conns  int
 	parts  map[string]framed // latest render of light, regions, messages
+	msgs   messageRenders    // fragments of the messages in that render
 	counts map[presence.UserID]int
 	users  map[presence.UserID]*userState // users with connections here
 }
@@ -242,7 +243,13 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 		b.update(room, rs, evLight, func() (framed, error) { return b.r.light(snap.Light) })
 	}
 	if parts&presence.PartMessages != 0 {
-		b.update(room, rs, evMessages, func() (framed, error) { return b.r.messages(snap.Messages) })
+		b.update(room, rs, evMessages, func() (framed, error) {
+			f, next, err := b.r.messages(snap.Messages, rs.msgs)
+			if err == nil {
+				rs.msgs = next
+			}
+			return f, err
+		})
 	}
 	if parts&presence.PartLatency != 0 {
 		b.update(room, rs, evLatency, func() (framed, error) { return b.r.latency(snap.Latency) })

@@ -69,11 +69,51 @@ func (r renderer) regions(rs []presence.RegionView, here string, large int) (fra
 	}{sampleLarge(v, large, -1)})
 }
 
-func (r renderer) messages(ms []presence.Message) (framed, error) {
-	v := newMessageViews(ms)
-	return r.frame(evMessages, v, struct {
-		Messages []messageView `json:"messages"`
-	}{v})
+// messageRenders holds each message's fragment in both formats, by ID. A
+// message never changes, so a feed update renders only the new one.
+type messageRenders map[string][numFormats][]byte
+
+// messages renders the feed from the fragments in prev, rendering only the
+// messages missing there; it returns the fragments of this feed, for next
+// time. The result is byte for byte what the "messages" template and
+// json.Marshal of the views give.
+func (r renderer) messages(ms []presence.Message, prev messageRenders) (framed, messageRenders, error) {
+	if len(ms) == 0 {
+		f, err := r.frame(evMessages, []messageView{}, struct {
+			Messages []messageView `json:"messages"`
+		}{[]messageView{}})
+		return f, nil, err
+	}
+	next := make(messageRenders, len(ms))
+	var html, js bytes.Buffer
+	js.WriteString(`{"messages":[`)
+	for i, m := range ms {
+		parts, ok := prev[m.ID]
+		if !ok {
+			v := newMessageView(m)
+			var h bytes.Buffer
+			if err := r.tmpl.ExecuteTemplate(&h, "message", v); err != nil {
+				return framed{}, nil, err
+			}
+			j, err := json.Marshal(v)
+			if err != nil {
+				return framed{}, nil, err
+			}
+			parts = [numFormats][]byte{HTML: h.Bytes(), JSON: j}
+		}
+		next[m.ID] = parts
+		html.Write(parts[HTML])
+		html.WriteByte('\n')
+		if i > 0 {
+			js.WriteByte(',')
+		}
+		js.Write(parts[JSON])
+	}
+	js.WriteString("]}")
+	return framed{
+		HTML: {Key: evMessages, Frame: bus.Frame(evMessages, bytes.TrimSpace(html.Bytes()))},
+		JSON: {Key: evMessages, Frame: bus.Frame(evMessages, js.Bytes())},
+	}, next, nil
 }
 
 func (r renderer) tabs(n int) (framed, error) {

@@ -49,11 +49,21 @@ func BenchmarkRenderMessages(b *testing.B) {
 	for i := range msgs {
 		msgs[i] = presence.NewMessage(clock.Now(), "ams", presence.Post{User: "ABCDEF01", Colour: "red", From: "syd", Text: "Hi from Sydney 👋 <b>escaped</b>"})
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := r.messages(msgs); err != nil {
-			b.Fatal(err)
-		}
+	// A feed seen for the first time, and the usual case: one new message
+	// in a feed rendered before.
+	_, prev, err := r.messages(msgs[1:], nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, cache := range map[string]messageRenders{"all-new": nil, "one-new": prev} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := r.messages(msgs, cache); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
