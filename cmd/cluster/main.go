@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", "", "working dir for redis data and app logs; reused, the primary keeps its data (default: a temp dir, removed on exit)")
 	binary := fs.String("binary", "", "app binary (default: build it)")
 	runFor := fs.Duration("for", 0, "stop by itself after this long (0: until Ctrl-C)")
+	direct := fs.Bool("direct", false, "no proxies on the links: replicas and writes reach the primary straight (to measure the store's own hop; no -latency)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -61,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := cluster.Config{
 		Binary:  *binary,
 		Latency: *latency,
+		Direct:  *direct,
 		Dir:     *dir,
 		AppArgs: fs.Args(),
 		Log:     stderr,
@@ -151,7 +153,7 @@ func printTable(w io.Writer, c *cluster.Cluster, tempDir bool) {
 			lat = 0 // next to the primary
 		}
 		fmt.Fprintf(tw, "replica\t%s\t%s\t%s\t%s\t%v\t%d\n",
-			r.Name, r.Replica.Addr(), r.ReplLink.Addr(), r.WriteLink.Addr(), lat, r.Replica.PID())
+			r.Name, r.Replica.Addr(), r.ReplAddr(c.Primary), r.WriteAddr(c.Primary), lat, r.Replica.PID())
 	}
 	tw.Flush()
 	removed := ""

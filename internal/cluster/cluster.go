@@ -36,10 +36,14 @@ type Config struct {
 	Regions   []string       // region codes, e.g. {"ams", "iad", "syd"}; Regions[0] hosts the primary
 	Instances map[string]int // app instances per region (absent: 1)
 	Latency   time.Duration  // one-way delay on every cross-region link
-	Dir       string         // working dir for redis data and app logs ("": a temp dir, removed by Stop)
-	AppArgs   []string       // extra flags for every app instance, e.g. {"-coalesce", "50ms"}
-	AppEnv    []string       // extra KEY=VALUE env for every app instance; overrides ours
-	Log       io.Writer      // progress lines and unexpected app exits (nil: discard)
+	// Direct leaves out the links' proxies: replicas and writes reach the
+	// primary straight, to measure the store's own hop. Links can then be
+	// neither delayed nor cut.
+	Direct  bool
+	Dir     string    // working dir for redis data and app logs ("": a temp dir, removed by Stop)
+	AppArgs []string  // extra flags for every app instance, e.g. {"-coalesce", "50ms"}
+	AppEnv  []string  // extra KEY=VALUE env for every app instance; overrides ours
+	Log     io.Writer // progress lines and unexpected app exits (nil: discard)
 }
 
 // Cluster is a running local deployment. Its fields are set by Start and
@@ -62,8 +66,8 @@ type Cluster struct {
 type Region struct {
 	Name      string
 	Replica   *redisnode.Node // replicates from the primary through ReplLink
-	ReplLink  *netproxy.Proxy // replica → primary
-	WriteLink *netproxy.Proxy // this region's apps → primary (REDIS_WRITE_URL)
+	ReplLink  *netproxy.Proxy // replica → primary (nil if Direct)
+	WriteLink *netproxy.Proxy // this region's apps → primary, REDIS_WRITE_URL (nil if Direct)
 	Apps      []*App
 }
 
@@ -118,6 +122,9 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Latency < 0 {
 		return fmt.Errorf("cluster: negative latency %v", cfg.Latency)
+	}
+	if cfg.Direct && cfg.Latency > 0 {
+		return errors.New("cluster: direct links cannot be delayed")
 	}
 	return nil
 }
@@ -213,7 +220,7 @@ func (c *Cluster) start(ctx context.Context) error {
 				Region:  r.Name,
 				bin:     c.cfg.Binary,
 				args:    c.cfg.AppArgs,
-				env:     appEnv(r.Name, name, r.Replica.URL(), "redis://"+r.WriteLink.Addr()+"/0", c.cfg.AppEnv),
+				env:     appEnv(r.Name, name, r.Replica.URL(), "redis://"+r.WriteAddr(c.Primary)+"/0", c.cfg.AppEnv),
 				logPath: filepath.Join(c.Dir, r.Name, name+".log"),
 				logf:    c.logf,
 				client:  client,
@@ -251,20 +258,23 @@ func (c *Cluster) start(ctx context.Context) error {
 	return nil
 }
 
-// startRegion starts r's two links to the primary and its replica.
+// startRegion starts r's two links to the primary (unless Direct) and its
+// replica.
 func (c *Cluster) startRegion(r *Region, latency time.Duration) error {
 	var err error
-	if r.ReplLink, err = netproxy.Start("127.0.0.1:0", c.Primary.Addr()); err != nil {
-		return fmt.Errorf("cluster: %s replication link: %w", r.Name, err)
+	if !c.cfg.Direct {
+		if r.ReplLink, err = netproxy.Start("127.0.0.1:0", c.Primary.Addr()); err != nil {
+			return fmt.Errorf("cluster: %s replication link: %w", r.Name, err)
+		}
+		if r.WriteLink, err = netproxy.Start("127.0.0.1:0", c.Primary.Addr()); err != nil {
+			return fmt.Errorf("cluster: %s write link: %w", r.Name, err)
+		}
+		r.ReplLink.SetLatency(latency)
+		r.WriteLink.SetLatency(latency)
 	}
-	if r.WriteLink, err = netproxy.Start("127.0.0.1:0", c.Primary.Addr()); err != nil {
-		return fmt.Errorf("cluster: %s write link: %w", r.Name, err)
-	}
-	r.ReplLink.SetLatency(latency)
-	r.WriteLink.SetLatency(latency)
 	replica, err := redisnode.Start(redisnode.Options{
 		Dir:         filepath.Join(c.Dir, r.Name, "replica"),
-		ReplicaOf:   r.ReplLink.Addr(),
+		ReplicaOf:   r.ReplAddr(c.Primary),
 		ExtraConfig: []string{notifyConfig},
 	})
 	if err != nil {
@@ -272,8 +282,24 @@ func (c *Cluster) startRegion(r *Region, latency time.Duration) error {
 	}
 	r.Replica = replica
 	c.logf("%s replica %s (pid %d), replicating via %s, writes via %s, latency %v",
-		r.Name, replica.Addr(), replica.PID(), r.ReplLink.Addr(), r.WriteLink.Addr(), latency)
+		r.Name, replica.Addr(), replica.PID(), r.ReplAddr(c.Primary), r.WriteAddr(c.Primary), latency)
 	return nil
+}
+
+// ReplAddr is where r's replica replicates from: its link, or the primary.
+func (r *Region) ReplAddr(primary *redisnode.Node) string {
+	if r.ReplLink == nil {
+		return primary.Addr()
+	}
+	return r.ReplLink.Addr()
+}
+
+// WriteAddr is where r's apps write: their link, or the primary.
+func (r *Region) WriteAddr(primary *redisnode.Node) string {
+	if r.WriteLink == nil {
+		return primary.Addr()
+	}
+	return r.WriteLink.Addr()
 }
 
 // appEnv is the parent's environment without anything that would steer the
@@ -308,7 +334,7 @@ func (c *Cluster) linkLatency(i int) time.Duration {
 
 // SetLatency sets the one-way delay of every cross-region link (every
 // region's replication and write link except the primary region's). It
-// applies at once, also to data in flight.
+// applies at once, also to data in flight. Direct links have no delay.
 func (c *Cluster) SetLatency(d time.Duration) {
 	if d < 0 {
 		d = 0
@@ -317,8 +343,11 @@ func (c *Cluster) SetLatency(d time.Duration) {
 	defer c.mu.Unlock()
 	c.latency = d
 	for i, r := range c.Regions {
-		r.ReplLink.SetLatency(c.linkLatency(i))
-		r.WriteLink.SetLatency(c.linkLatency(i))
+		for _, l := range []*netproxy.Proxy{r.ReplLink, r.WriteLink} {
+			if l != nil {
+				l.SetLatency(c.linkLatency(i))
+			}
+		}
 	}
 }
 

@@ -297,6 +297,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown instances", cluster.Config{Binary: bin, Regions: []string{"ams"}, Instances: map[string]int{"iad": 2}}, "not one of the regions"},
 		{"zero instances", cluster.Config{Binary: bin, Regions: []string{"ams"}, Instances: map[string]int{"ams": 0}}, "at least 1"},
 		{"negative latency", cluster.Config{Binary: bin, Regions: []string{"ams"}, Latency: -time.Second}, "negative latency"},
+		{"delayed direct links", cluster.Config{Binary: bin, Regions: []string{"ams"}, Direct: true, Latency: time.Second}, "cannot be delayed"},
 	} {
 		c, err := cluster.Start(context.Background(), tc.cfg)
 		if err == nil {
@@ -306,4 +307,29 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: error %q, want it to mention %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// With direct links a region's replica replicates from the primary itself
+// and its apps write there; changes still reach every region.
+func TestDirectLinks(t *testing.T) {
+	redisnode.Require(t)
+	c, err := cluster.Start(context.Background(), cluster.Config{
+		Binary: cluster.TestBinary(t), Regions: []string{"ams", "syd"}, Direct: true, Log: logWriter{t},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	syd := c.Region("syd")
+	if syd.ReplLink != nil || syd.WriteLink != nil || syd.ReplAddr(c.Primary) != c.Primary.Addr() {
+		t.Fatalf("links not direct: replicates via %s", syd.ReplAddr(c.Primary))
+	}
+	setLight(t, syd.Apps[0], true)
+	waitLight(t, c.Region("ams").Apps[0], true, 5*time.Second)
+	setLight(t, c.Region("ams").Apps[0], false)
+	waitLight(t, syd.Apps[0], false, 5*time.Second)
 }
