@@ -13,8 +13,8 @@ import (
 	"globalpresence/presence"
 )
 
-// Broadcaster turns store changes into stream events: it re-reads the changed
-// parts of a room once, renders them once in each format, keeps the latest
+// Broadcaster turns store changes into stream events: it takes a snapshot of
+// the changed parts of a room once, renders them once in each format, keeps the latest
 // render of every part for new connections' snapshots, and publishes them to
 // the room's topics. Only rooms with connections here are rendered.
 type Broadcaster struct {
@@ -211,7 +211,7 @@ func (b *Broadcaster) changed(c presence.Change) {
 	}
 }
 
-// flush re-reads and publishes the changed parts of a room.
+// flush snapshots and publishes the changed parts of a room.
 func (b *Broadcaster) flush(room string, parts presence.Part) {
 	b.renderMu.Lock()
 	defer b.renderMu.Unlock()

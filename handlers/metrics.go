@@ -46,7 +46,7 @@ func (s *Server) registerMetrics(reg prometheus.Registerer, em *bus.Emitter) ech
 		counter("gp_events_coalesced_total", "Queued events replaced by a newer state of the same part.", func() uint64 { return stats().Coalesced }),
 		counter("gp_subscribers_evicted_total", "Streams dropped because their queue was full.", func() uint64 { return stats().Evicted }),
 		counter("gp_changes_total", "Store changes heard by the broadcaster.", func() uint64 { return bc.Stats().Changes }),
-		counter("gp_renders_total", "Re-reads and renders after coalescing changes.", func() uint64 { return bc.Stats().Flushes }),
+		counter("gp_renders_total", "Snapshots and renders after coalescing changes.", func() uint64 { return bc.Stats().Flushes }),
 		counter("gp_parts_published_total", "Rendered parts that changed and were sent.", func() uint64 { return bc.Stats().Published }),
 	)
 	if st, ok := s.cfg.Store.(StoreStats); ok {

@@ -28,8 +28,8 @@ const (
 	AllParts    = PartLight | PartMessages | PartPresence | PartLatency
 )
 
-// Change tells watchers that parts of a room may have changed. It is a hint:
-// the state lives in the store and is re-read with Snapshot. Room "" means
+// Change tells watchers that parts of a room may have changed; Snapshot has
+// the new state. Room "" means
 // every room (after a reconnect, when anything may have been missed).
 type Change struct {
 	Room  string
