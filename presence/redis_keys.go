@@ -95,11 +95,14 @@ func hlcHex(h HLC) string { return fmt.Sprintf("%016x", uint64(h)) }
 // switchScript applies one lightbulb switch to the region's record: a flip
 // increments the counter; "last" and "set" are registers that only move
 // forward in clock order. Then it announces the change with the record as
-// it now is.
+// it now is. Running it twice with one operation ID (a retry) applies it
+// once.
 //
 // KEYS[1] light key; ARGV: flip (1/0), hlc hex, stamp JSON, set JSON or "",
-// channel, message opened for the record.
+// channel, message opened for the record, operation ID.
 var switchScript = rueidis.NewLuaScript(`
+if redis.call('HGET', KEYS[1], 'op') == ARGV[7] then return 0 end
+redis.call('HSET', KEYS[1], 'op', ARGV[7])
 if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'flips', 1) end
 local last = redis.call('HGET', KEYS[1], 'last_hlc')
 if (not last) or last < ARGV[2] then redis.call('HSET', KEYS[1], 'last_hlc', ARGV[2], 'last', ARGV[3]) end
@@ -111,9 +114,10 @@ redis.call('PUBLISH', ARGV[5], ARGV[6] .. cjson.encode(redis.call('HGETALL', KEY
 return 1`)
 
 // sayScript appends a message to the region's feed, keeps it short and
-// announces it. KEYS[1] feed key; ARGV: message JSON, length kept, channel,
-// announcement.
+// announces it; a retry finds the message already last and does nothing.
+// KEYS[1] feed key; ARGV: message JSON, length kept, channel, announcement.
 var sayScript = rueidis.NewLuaScript(`
+if redis.call('LINDEX', KEYS[1], -1) == ARGV[1] then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 redis.call('PUBLISH', ARGV[3], ARGV[4])

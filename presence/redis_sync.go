@@ -92,13 +92,15 @@ func (s *Redis) subscribe() {
 			return // wait until both patterns are confirmed
 		}
 		s.subscribes.Add(1)
-		s.mu.Lock()
-		s.health.subscribed = true
-		s.mu.Unlock()
+		// Queued before Ready can say yes: whoever waits for Ready and
+		// then queues work finds the re-read ahead of it.
 		s.enqueue(func() {
 			s.enableNotifications(s.ctx)
 			s.resyncAll()
 		})
+		s.mu.Lock()
+		s.health.subscribed = true
+		s.mu.Unlock()
 	})
 	keyspace := fmt.Sprintf("__keyspace@%d__:%s*", s.db, keyPrefix)
 	for s.ctx.Err() == nil {
@@ -487,7 +489,7 @@ func (s *Redis) beat() {
 		w := wire{Type: "beat", Room: room, Region: s.cfg.Region, Inst: s.inst, Wall: time.Now().UnixNano()}
 		key := []string{tabsKey(room, s.inst)}
 		if !stale[room] {
-			seq, err := beatScript.Exec(ctx, s.write, key, []string{ttl, eventsChannel, w.seqTemplate(), "}"}).AsInt64()
+			seq, err := s.exec(ctx, beatScript, key, []string{ttl, eventsChannel, w.seqTemplate(), "}"}).AsInt64()
 			if err != nil {
 				s.noteError(err)
 				continue
@@ -509,7 +511,7 @@ func (s *Redis) beat() {
 			b, _ := json.Marshal(t)
 			args = append(args, t.ID, string(b))
 		}
-		if err := restoreScript.Exec(ctx, s.write, key, args).Error(); err != nil {
+		if err := s.exec(ctx, restoreScript, key, args).Error(); err != nil {
 			s.noteError(err)
 			continue
 		}

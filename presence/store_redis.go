@@ -218,8 +218,8 @@ func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, erro
 		set = string(b)
 	}
 	hint := wire{Type: "light", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano()}.openTemplate("rec")
-	err = switchScript.Exec(ctx, s.write, []string{lightKey(room, s.cfg.Region)},
-		[]string{flip, hlcHex(now), string(stamp), set, eventsChannel, hint}).Error()
+	err = s.exec(ctx, switchScript, []string{lightKey(room, s.cfg.Region)},
+		[]string{flip, hlcHex(now), string(stamp), set, eventsChannel, hint, s.inst + "/" + hlcHex(now)}).Error()
 	if err != nil {
 		return Light{}, s.unavailable(err)
 	}
@@ -229,6 +229,24 @@ func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, erro
 	return FoldLight(records), nil
 }
 
+// exec runs a write script, once more if the connection failed under it: a
+// pooled connection to a store that restarted fails its first command, and
+// every write script is safe to run twice.
+func (s *Redis) exec(ctx context.Context, script *rueidis.Lua, keys, args []string) rueidis.RedisResult {
+	res := script.Exec(ctx, s.write, keys, args)
+	if err := res.Error(); err != nil && connectionFailed(ctx, err) {
+		res = script.Exec(ctx, s.write, keys, args)
+	}
+	return res
+}
+
+// connectionFailed tells a broken connection from an answer of the store,
+// a cancelled call or a closed client.
+func connectionFailed(ctx context.Context, err error) bool {
+	_, answered := rueidis.IsRedisErr(err)
+	return !answered && ctx.Err() == nil && !errors.Is(err, rueidis.ErrClosing)
+}
+
 // Say implements Store.
 func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
@@ -236,7 +254,7 @@ func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
 	msg := NewMessage(s.clock.Now(), s.cfg.Region, p)
 	b, _ := json.Marshal(msg)
 	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano(), Msg: &msg}.encode()
-	err := sayScript.Exec(ctx, s.write, []string{feedKey(room, s.cfg.Region)},
+	err := s.exec(ctx, sayScript, []string{feedKey(room, s.cfg.Region)},
 		[]string{string(b), strconv.Itoa(feedKeep), eventsChannel, hint}).Error()
 	if err != nil {
 		return Message{}, s.unavailable(err)
@@ -281,7 +299,7 @@ func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w w
 	s.mu.Lock()
 	last := s.mySeq[room]
 	s.mu.Unlock()
-	seq, err := tabScript.Exec(ctx, s.write, []string{tabsKey(room, s.inst)}, []string{
+	seq, err := s.exec(ctx, tabScript, []string{tabsKey(room, s.inst)}, []string{
 		tabID, tabJSON, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10),
 		eventsChannel, w.seqTemplate(), "}", strconv.FormatUint(last, 10),
 	}).AsInt64()

@@ -3,12 +3,15 @@ package presence
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/rueidis"
 
 	"globalpresence/internal/netproxy"
 	"globalpresence/internal/redisnode"
@@ -215,7 +218,7 @@ func TestRedisConfigRefused(t *testing.T) {
 	node := redisnode.MustStart(t, redisnode.Options{ExtraConfig: []string{
 		`rename-command CONFIG ""`, "notify-keyspace-events Kgx",
 	}})
-	var logs bytes.Buffer
+	var logs lockedBuffer // the stores' goroutines log while the test reads
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Log: log})
 	if !strings.Contains(logs.String(), "notify-keyspace-events Kgx") {
@@ -337,9 +340,8 @@ func TestRedisChangesArriveWithoutReads(t *testing.T) {
 	if _, err := writer.Say(ctx, "r", Post{Text: "before"}); err != nil {
 		t.Fatal(err)
 	}
-	if snap, _ := watcher.Snapshot(ctx, "r", AllParts); len(snap.Messages) != 1 {
-		t.Fatalf("first read: %+v", snap.Messages)
-	}
+	// The replica may not have the message yet; then its announcement adds it.
+	waitSnapshot(t, watcher, "r", func(s Snapshot) bool { return len(s.Messages) == 1 })
 	idle(watcher)
 	reads := func() int { return commandCalls(t, replica, "hgetall", "lrange", "scan", "get", "hget") }
 	before := reads()
@@ -376,5 +378,56 @@ func waitSnapshot(t *testing.T, s Store, room string, ok func(Snapshot) bool) {
 			t.Fatalf("snapshot of %s never as expected: %+v (%v)", room, snap, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers and readers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A write is retried once when its connection fails (the store restarted
+// under a pooled connection), so running any write script twice with the
+// same arguments must change the store once.
+func TestRedisWriteScriptsSurviveARetry(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	twice := func(script *rueidis.Lua, keys, args []string) {
+		t.Helper()
+		for range 2 {
+			if err := s.exec(ctx, script, keys, args).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	msg, _ := json.Marshal(NewMessage(s.clock.Now(), "ams", Post{Text: "once"}))
+	hint := wire{Type: "say", Room: "r", Region: "ams"}.encode()
+	twice(sayScript, []string{feedKey("r", "ams")}, []string{string(msg), "10", eventsChannel, hint})
+	if n, err := node.Do("LLEN", feedKey("r", "ams")); err != nil || n != "1" {
+		t.Fatalf("feed length after a retried say: %s, %v", n, err)
+	}
+	stamp, _ := json.Marshal(Stamp{By: "U"})
+	hint = wire{Type: "light", Room: "r", Region: "ams"}.openTemplate("rec")
+	twice(switchScript, []string{lightKey("r", "ams")}, []string{"1", hlcHex(1), string(stamp), "", eventsChannel, hint, "op-1"})
+	if n, err := node.Do("HGET", lightKey("r", "ams"), "flips"); err != nil || n != "1" {
+		t.Fatalf("flips after a retried flip: %s, %v", n, err)
+	}
+	twice(switchScript, []string{lightKey("r", "ams")}, []string{"1", hlcHex(2), string(stamp), "", eventsChannel, hint, "op-2"})
+	if n, _ := node.Do("HGET", lightKey("r", "ams"), "flips"); n != "2" {
+		t.Fatalf("flips after a second flip: %s", n)
 	}
 }
