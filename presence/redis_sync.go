@@ -206,7 +206,7 @@ func (s *Redis) refreshContent(room string) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
 	defer cancel()
-	lights, feeds, err := s.readContent(ctx, room, regions)
+	c, err := s.readContent(ctx, room, regions)
 	if err != nil {
 		s.log.Warn("re-reading a room", "room", room, "err", err)
 		s.noteError(err)
@@ -214,7 +214,7 @@ func (s *Redis) refreshContent(room string) {
 	}
 	s.mu.Lock()
 	if r := s.rooms[room]; r != nil {
-		r.lights, r.feeds = lights, feeds
+		r.content = c
 	}
 	s.mu.Unlock()
 	s.notify(Change{Room: room, Parts: PartLight | PartMessages})
@@ -408,8 +408,7 @@ func (s *Redis) discover(ctx context.Context, room string) (*redisRoom, error) {
 		}
 	}
 	var err error
-	r.lights, r.feeds, err = s.readContent(ctx, room, slices.Collect(maps.Keys(r.regions)))
-	if err != nil {
+	if r.content, err = s.readContent(ctx, room, slices.Collect(maps.Keys(r.regions))); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -18,9 +18,8 @@ type Memory struct {
 }
 
 type memRoom struct {
-	light map[string]LightRecord
-	feeds map[string][]Message
-	tabs  map[string]Tab
+	content
+	tabs map[string]Tab
 }
 
 var _ Store = (*Memory)(nil)
@@ -33,11 +32,7 @@ func NewMemory(region string) *Memory {
 func (m *Memory) room(name string) *memRoom {
 	r := m.rooms[name]
 	if r == nil {
-		r = &memRoom{
-			light: make(map[string]LightRecord),
-			feeds: make(map[string][]Message),
-			tabs:  make(map[string]Tab),
-		}
+		r = &memRoom{content: newContent(), tabs: make(map[string]Tab)}
 		m.rooms[name] = r
 	}
 	return r
@@ -47,8 +42,8 @@ func (m *Memory) room(name string) *memRoom {
 func (m *Memory) Switch(_ context.Context, room string, sw Switch) (Light, error) {
 	m.mu.Lock()
 	r := m.room(room)
-	r.light[m.region] = ApplySwitch(r.light, m.region, sw, m.clock.Now())
-	l := FoldLight(r.light)
+	r.lights[m.region] = ApplySwitch(r.lights, m.region, sw, m.clock.Now())
+	l := FoldLight(r.lights)
 	m.mu.Unlock()
 	m.notify(Change{Room: room, Parts: PartLight})
 	return l, nil
@@ -59,11 +54,7 @@ func (m *Memory) Say(_ context.Context, room string, p Post) (Message, error) {
 	msg := NewMessage(m.clock.Now(), m.region, p)
 	m.mu.Lock()
 	r := m.room(room)
-	feed := append(r.feeds[m.region], msg)
-	if len(feed) > FeedLen {
-		feed = append(feed[:0:0], feed[len(feed)-FeedLen:]...)
-	}
-	r.feeds[m.region] = feed
+	r.feeds[m.region] = AddToFeed(r.feeds[m.region], msg, FeedLen)
 	m.mu.Unlock()
 	m.notify(Change{Room: room, Parts: PartMessages})
 	return msg, nil
@@ -103,16 +94,7 @@ func (m *Memory) Snapshot(_ context.Context, room string, parts Part) (Snapshot,
 	if r == nil {
 		return snap, nil
 	}
-	if parts&PartLight != 0 {
-		snap.Light = FoldLight(r.light)
-	}
-	if parts&PartMessages != 0 {
-		feeds := make([][]Message, 0, len(r.feeds))
-		for _, f := range r.feeds {
-			feeds = append(feeds, f)
-		}
-		snap.Messages = MergeFeeds(feeds, FeedLen)
-	}
+	r.fill(&snap, parts)
 	if parts&PartPresence != 0 {
 		tabs := make([]Tab, 0, len(r.tabs))
 		for _, t := range r.tabs {

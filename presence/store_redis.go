@@ -81,9 +81,8 @@ type Redis struct {
 // to it, their lightbulb records and feeds, and the presence of every
 // instance. While the store is down, it is served as it was.
 type redisRoom struct {
+	content
 	regions map[string]bool
-	lights  map[string]LightRecord
-	feeds   map[string][]Message
 	insts   map[string]*instTabs
 }
 
@@ -339,16 +338,7 @@ func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot
 	var tabs []Tab
 	s.mu.Lock()
 	if r := s.rooms[room]; r != nil {
-		if parts&PartLight != 0 {
-			snap.Light = FoldLight(r.lights)
-		}
-		if parts&PartMessages != 0 {
-			feeds := make([][]Message, 0, len(r.feeds))
-			for _, f := range r.feeds {
-				feeds = append(feeds, f)
-			}
-			snap.Messages = MergeFeeds(feeds, FeedLen)
-		}
+		r.fill(&snap, parts)
 		if parts&PartPresence != 0 {
 			for _, it := range r.insts {
 				for _, t := range it.tabs {
@@ -412,7 +402,7 @@ func decodeLight(h map[string]string) LightRecord {
 
 // readContent reads the lightbulb records and feeds of regions in a room from
 // the regional store, in one round trip.
-func (s *Redis) readContent(ctx context.Context, room string, regions []string) (map[string]LightRecord, map[string][]Message, error) {
+func (s *Redis) readContent(ctx context.Context, room string, regions []string) (content, error) {
 	c := s.read
 	cmds := make(rueidis.Commands, 0, 2*len(regions))
 	for _, g := range regions {
@@ -420,28 +410,27 @@ func (s *Redis) readContent(ctx context.Context, room string, regions []string) 
 			c.B().Lrange().Key(feedKey(room, g)).Start(0).Stop(-1).Build())
 	}
 	res := c.DoMulti(ctx, cmds...)
-	lights := make(map[string]LightRecord, len(regions))
-	feeds := make(map[string][]Message, len(regions))
+	out := newContent()
 	for i, g := range regions {
 		h, err := res[2*i].AsStrMap()
 		if err != nil {
-			return nil, nil, err
+			return content{}, err
 		}
 		if len(h) > 0 {
-			lights[g] = decodeLight(h)
+			out.lights[g] = decodeLight(h)
 		}
 		items, err := res[2*i+1].AsStrSlice()
 		if err != nil {
-			return nil, nil, err
+			return content{}, err
 		}
 		for _, it := range items {
 			var m Message
 			if json.Unmarshal([]byte(it), &m) == nil {
-				feeds[g] = append(feeds[g], m)
+				out.feeds[g] = append(out.feeds[g], m)
 			}
 		}
 	}
-	return lights, feeds, nil
+	return out, nil
 }
 
 // Ready implements Store: subscribed, the store answers, and (on a replica)
