@@ -320,16 +320,22 @@ func TestStuckClientDroppedPortable(t *testing.T) {
 	f := newFixture(t, Config{WriteTimeout: 200 * time.Millisecond, portable: true}, 100000)
 	stuck := f.stuckPair(0, "t")
 	defer stuck.Close()
-	pad := strings.Repeat("x", 2000)
+	publishUntilDropped(t, f, strings.Repeat("x", 2000))
+	if why := f.waitClosed(0, 0); !errors.Is(why, os.ErrDeadlineExceeded) {
+		t.Fatalf("onClose(%v), want a deadline error", why)
+	}
+}
+
+// publishUntilDropped publishes pad on topic "t" every millisecond until the
+// first connection is closed (failing after 5 s worth of events).
+func publishUntilDropped(t *testing.T, f *fixture, pad string) {
+	t.Helper()
 	for i := 0; f.closeCount(0) == 0; i++ {
 		if i > 5000 {
 			t.Fatal("stuck client not dropped")
 		}
 		f.em.Publish("t", frame(pad))
 		time.Sleep(time.Millisecond)
-	}
-	if why := f.waitClosed(0, 0); !errors.Is(why, os.ErrDeadlineExceeded) {
-		t.Fatalf("onClose(%v), want a deadline error", why)
 	}
 }
 
@@ -340,14 +346,7 @@ func TestEvictedSubscriberDropped(t *testing.T) {
 	f := newFixture(t, Config{WriteTimeout: time.Minute}, 8)
 	stuck := f.stuckPair(0, "t")
 	defer stuck.Close()
-	pad := strings.Repeat("x", 4000)
-	for i := 0; f.closeCount(0) == 0; i++ {
-		if i > 5000 {
-			t.Fatal("stuck client not dropped")
-		}
-		f.em.Publish("t", frame(pad))
-		time.Sleep(time.Millisecond)
-	}
+	publishUntilDropped(t, f, strings.Repeat("x", 4000))
 	if why := f.waitClosed(0, 0); !errors.Is(why, ErrEvicted) {
 		t.Fatalf("onClose(%v), want ErrEvicted", why)
 	}
