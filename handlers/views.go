@@ -19,6 +19,7 @@ func place(code string) placeView { return placeView{Code: code, City: presence.
 
 type lightView struct {
 	On     bool       `json:"on"`
+	Flips  uint64     `json:"flips"`
 	By     string     `json:"by,omitempty"`
 	Region string     `json:"region,omitempty"`
 	City   string     `json:"city,omitempty"`
@@ -26,7 +27,7 @@ type lightView struct {
 }
 
 func newLightView(l presence.Light) lightView {
-	v := lightView{On: l.On, By: string(l.By), Region: l.Region}
+	v := lightView{On: l.On, Flips: l.Flips, By: string(l.By), Region: l.Region}
 	if !l.At.IsZero() {
 		v.City = presence.City(l.Region)
 		v.At = &l.At

@@ -4,7 +4,10 @@ import "time"
 
 // Light is the lightbulb as every viewer sees it.
 type Light struct {
-	On     bool      `json:"on"`
+	On bool `json:"on"`
+	// Flips counts every toggle ever made, in all regions: what lets a
+	// client (and a test) tell that no flip was lost or counted twice.
+	Flips  uint64    `json:"flips"`
 	By     UserID    `json:"by,omitempty"`
 	Region string    `json:"region,omitempty"`
 	At     time.Time `json:"at,omitzero"`
@@ -69,9 +72,11 @@ func FoldLight(records map[string]LightRecord) Light {
 		last      Stamp
 		lastReg   string
 		flips     int64
+		total     uint64
 	)
 	for region, rec := range records {
 		flips += int64(rec.Flips)
+		total += rec.Flips
 		if rec.Set != nil && later(rec.Set.HLC, region, set.HLC, setRegion) {
 			set, setRegion = *rec.Set, region
 		}
@@ -82,7 +87,7 @@ func FoldLight(records map[string]LightRecord) Light {
 	for _, n := range set.Base {
 		flips -= int64(n)
 	}
-	l := Light{On: set.On != (flips%2 != 0), By: last.By, Region: last.From}
+	l := Light{On: set.On != (flips%2 != 0), Flips: total, By: last.By, Region: last.From}
 	if last.HLC != 0 {
 		l.At = last.HLC.Time()
 	}
