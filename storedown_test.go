@@ -35,19 +35,31 @@ func TestStoreDownAtStart(t *testing.T) {
 		t.Fatalf("a write with no store: %d, want 503", code)
 	}
 
-	redisnode.MustStart(t, redisnode.Options{Port: port})
+	node := redisnode.MustStart(t, redisnode.Options{Port: port})
 	waitReadyz(t, a.URL, http.StatusOK, 15*time.Second)
 	if code := postTo(t, a.URL, "/hi", url.Values{"text": {"store is up"}}); code != http.StatusCreated {
 		t.Fatalf("a write once the store is up: %d", code)
 	}
 	s.waitFor(t, "messages", contains("store is up"))
-	// The stream opened while the store was down is counted once it is up.
-	waitJSON(t, s, "regions", func(r regionsJSON) bool {
-		for _, reg := range r.Regions {
-			if reg.Region == "ams" && reg.Count == 1 {
-				return true
-			}
+	// The stream opened while the store was down is counted (here at once,
+	// and in the store once it is up).
+	var state regionsJSON
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		getJSON(t, a.URL+"/api/state", &state)
+		if len(state.Regions) == 1 && state.Regions[0].Region == "ams" && state.Regions[0].Count == 1 {
+			break
 		}
-		return false
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream opened while the store was down is not counted: %+v", state)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		keys, _ := node.Do("KEYS", "gp:home:tabs:*")
+		if n, _ := node.Do("HLEN", keys); n == "2" { // the tab and the sequence
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tab opened while the store was down never reached it: %q", keys)
+		}
+	}
 }

@@ -24,3 +24,33 @@ func (c content) fill(snap *Snapshot, parts Part) {
 		snap.Messages = MergeFeeds(feeds, FeedLen)
 	}
 }
+
+// merge adds what o knows to c. Lightbulb records only move forward and
+// feeds only grow (keeping the newest keep per region), so merging is
+// idempotent and order-free: a stale or partial reading (a store that
+// restarted empty, a replica mid-sync) can never take anything away.
+func (c content) merge(o content, keep int) {
+	for g, rec := range o.lights {
+		c.lights[g] = JoinLight(c.lights[g], rec)
+	}
+	for g, feed := range o.feeds {
+		for _, m := range feed {
+			c.feeds[g] = AddToFeed(c.feeds[g], m, keep)
+		}
+	}
+}
+
+// clocks calls fn with every timestamp c holds.
+func (c content) clocks(fn func(HLC)) {
+	for _, rec := range c.lights {
+		fn(rec.Last.HLC)
+		if rec.Set != nil {
+			fn(rec.Set.HLC)
+		}
+	}
+	for _, feed := range c.feeds {
+		for _, m := range feed {
+			fn(m.HLC)
+		}
+	}
+}

@@ -43,11 +43,22 @@ func (c *Clock) Now() HLC {
 }
 
 // Observe moves the clock past a timestamp seen from another region, so the
-// next local write sorts after it even if this machine's clock is behind.
-func (c *Clock) Observe(h HLC) {
+// next local write sorts after it even if this machine's clock is behind. A
+// timestamp more than limit ahead of this machine's clock pulls it only that
+// far (a remote clock gone wild must not drag every region into the
+// future); Observe reports whether it had to cut it.
+func (c *Clock) Observe(h HLC, limit time.Duration) (cut bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	wall := time.Now
+	if c.now != nil {
+		wall = c.now
+	}
+	if most := HLC(wall().Add(limit).UnixMilli()) << hlcLogicalBits; h > most {
+		h, cut = most, true
+	}
 	if h > c.last {
 		c.last = h
 	}
-	c.mu.Unlock()
+	return cut
 }

@@ -3,6 +3,7 @@ package presence
 import (
 	"regexp"
 	"testing"
+	"time"
 )
 
 func TestIdentity(t *testing.T) {
@@ -26,7 +27,7 @@ func TestIdentity(t *testing.T) {
 func TestHLCMonotonic(t *testing.T) {
 	var c Clock
 	prev := c.Now()
-	c.Observe(prev + 1000)
+	c.Observe(prev+1000, time.Hour)
 	for range 1000 {
 		h := c.Now()
 		if h <= prev {

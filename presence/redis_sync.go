@@ -88,23 +88,21 @@ func (s *Redis) subscribe() {
 	defer s.wg.Done()
 	var confirmed atomic.Int32
 	ctx := rueidis.WithOnSubscriptionHook(s.ctx, func(sub rueidis.PubSubSubscription) {
-		if sub.Kind != "psubscribe" || confirmed.Add(1)%2 != 0 {
-			return // wait until both patterns are confirmed
+		if sub.Kind != "psubscribe" || confirmed.Add(1)%3 != 0 {
+			return // wait until every pattern is confirmed
 		}
 		s.subscribes.Add(1)
-		// Queued before Ready can say yes: whoever waits for Ready and
-		// then queues work finds the re-read ahead of it.
-		s.enqueue(func() {
-			s.enableNotifications(s.ctx)
-			s.resyncAll()
-		})
+		s.enqueue(func() { s.enableNotifications(s.ctx) })
+		// Anything published while unsubscribed is lost: not ready until
+		// everything is re-read (and written back, if the node restarted).
 		s.mu.Lock()
 		s.health.subscribed = true
+		s.health.doubt("subscribed to store changes", false)
 		s.mu.Unlock()
 	})
 	keyspace := fmt.Sprintf("__keyspace@%d__:%s*", s.db, keyPrefix)
 	for s.ctx.Err() == nil {
-		err := s.read.Receive(ctx, s.read.B().Psubscribe().Pattern(eventsChannel, keyspace).Build(), func(m rueidis.PubSubMessage) {
+		err := s.read.Receive(ctx, s.read.B().Psubscribe().Pattern(eventsChannel, keyspace, s.pingChannel()).Build(), func(m rueidis.PubSubMessage) {
 			s.enqueue(func() { s.handle(m) })
 		})
 		s.markUnsubscribed(err)
@@ -126,6 +124,12 @@ func (s *Redis) markUnsubscribed(err error) {
 
 // handle applies one pub/sub message, on the worker goroutine.
 func (s *Redis) handle(m rueidis.PubSubMessage) {
+	if m.Channel == s.pingChannel() {
+		s.mu.Lock()
+		s.health.echoAt = time.Now()
+		s.mu.Unlock()
+		return
+	}
 	if m.Channel != eventsChannel {
 		s.handleKeyspace(strings.TrimPrefix(m.Channel, fmt.Sprintf("__keyspace@%d__:", s.db)), m.Message)
 		return
@@ -158,9 +162,16 @@ func (s *Redis) handleKeyspace(key, event string) {
 		// A crashed instance's tabs expire: everyone drops them at once.
 		s.dropInstance(room, owner)
 	case "light", "feed":
-		// Deleted behind our back: what is kept may be more than the
-		// store holds, and only a re-read can tell.
-		s.refreshContent(room)
+		// Deleted behind our back (FLUSHALL or DEL by hand): write back
+		// what this instance holds.
+		if !s.tracked(room) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
+		defer cancel()
+		if err := s.restoreContent(ctx, room); err != nil {
+			s.log.Warn("writing back a room the store lost", "room", room, "err", err)
+		}
 	}
 }
 
@@ -171,34 +182,22 @@ func (s *Redis) tracked(room string) bool {
 }
 
 // applyContent keeps a lightbulb switch or a message announced by a region,
-// if the room is tracked here (nobody here needs it otherwise).
+// if the room is tracked here (nobody here needs it otherwise); its clock
+// advances ours either way.
 func (s *Redis) applyContent(w wire) {
-	if (w.Type == "say" && w.Msg == nil) || (w.Type == "light" && w.Rec == nil) {
+	switch {
+	case w.Type == "say" && w.Msg != nil:
+		s.learn(w.Room, content{feeds: map[string][]Message{w.Region: {*w.Msg}}}, PartMessages|PartLatency)
+	case w.Type == "light" && w.Rec != nil:
+		s.learn(w.Room, content{lights: map[string]LightRecord{w.Region: w.record()}}, PartLight|PartLatency)
+	default:
 		s.refreshContent(w.Room) // an announcement without its data
-		return
 	}
-	s.mu.Lock()
-	r := s.rooms[w.Room]
-	if r == nil {
-		s.mu.Unlock()
-		return
-	}
-	r.regions[w.Region] = true
-	part := PartLight
-	if w.Type == "say" {
-		part = PartMessages
-		r.feeds[w.Region] = AddToFeed(r.feeds[w.Region], *w.Msg, feedKeep)
-	} else {
-		r.lights[w.Region] = JoinLight(r.lights[w.Region], w.record())
-	}
-	s.mu.Unlock()
-	s.notify(Change{Room: w.Room, Parts: part | PartLatency})
 }
 
-// refreshContent re-reads a tracked room's lightbulb records and feeds,
-// replacing what announcements built. Runs on the worker, like everything
-// that changes what is kept, so no announcement is lost between the read
-// and the replacement.
+// refreshContent re-reads a tracked room's lightbulb records and feeds and
+// merges them into what is kept. Runs on the worker, like everything that
+// changes what is kept.
 func (s *Redis) refreshContent(room string) {
 	regions := s.knownRegions(room, "")
 	if !s.tracked(room) {
@@ -212,12 +211,7 @@ func (s *Redis) refreshContent(room string) {
 		s.noteError(err)
 		return // the next resync tries again
 	}
-	s.mu.Lock()
-	if r := s.rooms[room]; r != nil {
-		r.content = c
-	}
-	s.mu.Unlock()
-	s.notify(Change{Room: room, Parts: PartLight | PartMessages})
+	s.learn(room, c, PartLight|PartMessages)
 }
 
 // applyDelta applies a join or leave in sequence; anything out of sequence
@@ -374,7 +368,7 @@ func (s *Redis) track(ctx context.Context, room string) error {
 // discover reads everything a room holds in the store: which regions wrote
 // to it, their lightbulb records and feeds, and every instance's tabs.
 func (s *Redis) discover(ctx context.Context, room string) (*redisRoom, error) {
-	r := &redisRoom{regions: make(map[string]bool), insts: make(map[string]*instTabs)}
+	r := newRedisRoom()
 	var insts []string
 	for cursor := uint64(0); ; {
 		entry, err := s.read.Do(ctx, s.read.B().Scan().Cursor(cursor).Match(keyPrefix+room+":*").Count(1000).Build()).AsScanEntry()
@@ -411,24 +405,24 @@ func (s *Redis) discover(ctx context.Context, room string) (*redisRoom, error) {
 	if r.content, err = s.readContent(ctx, room, slices.Collect(maps.Keys(r.regions))); err != nil {
 		return nil, err
 	}
+	r.content.clocks(s.observe)
 	return r, nil
 }
 
-// resyncAll re-reads every tracked room, replacing what deltas built, and
-// tells watchers everything may have changed. Runs on the worker.
-func (s *Redis) resyncAll() {
+// resyncAll re-reads every tracked room: presence replaces what deltas
+// built, content is merged (it only grows). Then it tells watchers
+// everything may have changed. Runs on the worker.
+func (s *Redis) resyncAll() error {
 	s.mu.Lock()
-	rooms := make([]string, 0, len(s.rooms))
-	for room := range s.rooms {
-		rooms = append(rooms, room)
-	}
+	rooms := slices.Collect(maps.Keys(s.rooms))
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
+	var failed error
 	for _, room := range rooms {
 		r, err := s.discover(ctx, room)
 		if err != nil {
-			s.log.Warn("resync failed; retrying later", "room", room, "err", err)
+			failed = fmt.Errorf("room %s: %w", room, err)
 			s.noteError(err)
 			continue
 		}
@@ -437,12 +431,73 @@ func (s *Redis) resyncAll() {
 			for g := range old.regions {
 				r.regions[g] = true
 			}
+			r.merge(old.content, feedKeep)
 		}
 		s.rooms[room] = r
 		s.mu.Unlock()
 		s.resyncs.Add(1)
 	}
 	s.notify(Change{Parts: AllParts})
+	return failed
+}
+
+// restoreAll writes back everything this instance holds that the store may
+// have lost: every tracked room's lightbulb records and feeds (merged, so
+// any number of instances may do it at once), and its own tabs.
+func (s *Redis) restoreAll() error {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	s.mu.Lock()
+	rooms := slices.Collect(maps.Keys(s.rooms))
+	var mine []string
+	for room, tabs := range s.mine {
+		if len(tabs) > 0 {
+			mine = append(mine, room)
+		}
+	}
+	s.mu.Unlock()
+	for _, room := range rooms {
+		if err := s.restoreContent(ctx, room); err != nil {
+			return fmt.Errorf("room %s: %w", room, err)
+		}
+	}
+	for _, room := range mine {
+		if err := s.rewriteTabs(ctx, room); err != nil {
+			return fmt.Errorf("room %s: %w", room, err)
+		}
+	}
+	return nil
+}
+
+// restoreContent merges a room's lightbulb records and feeds as this
+// instance holds them into the store.
+func (s *Redis) restoreContent(ctx context.Context, room string) error {
+	if _, _, err := s.runSwitch(ctx, room, "merge", "", 0, "", ""); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	feeds := make(map[string][]Message)
+	if r := s.rooms[room]; r != nil {
+		for g, f := range r.feeds {
+			feeds[g] = slices.Clone(f)
+		}
+	}
+	s.mu.Unlock()
+	for g, feed := range feeds {
+		if len(feed) == 0 {
+			continue
+		}
+		args := []string{g, strconv.Itoa(feedKeep), eventsChannel}
+		for _, m := range feed {
+			b, _ := json.Marshal(m)
+			hint := wire{Type: "say", Room: room, Region: g, Msg: &m}.encode()
+			args = append(args, m.ID, string(b), hint)
+		}
+		if err := s.exec(ctx, mergeFeedScript, []string{feedKey(room, g), regionsKey(room)}, args).Error(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // heartbeat renews this instance's presence (one call per room with tabs
@@ -467,24 +522,21 @@ func (s *Redis) beat() {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Heartbeat)
 	defer cancel()
 	s.mu.Lock()
-	rooms := make(map[string][]Tab, len(s.mine))
+	rooms := make([]string, 0, len(s.mine))
 	stale := make(map[string]bool, len(s.stale))
 	for room, tabs := range s.mine {
 		if len(tabs) == 0 && !s.stale[room] {
 			delete(s.mine, room)
 			continue
 		}
-		rooms[room] = []Tab{}
-		for _, t := range tabs {
-			rooms[room] = append(rooms[room], t)
-		}
+		rooms = append(rooms, room)
 	}
 	for room := range s.stale {
 		stale[room] = true
 	}
 	s.mu.Unlock()
 	ttl := strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10)
-	for room, tabs := range rooms {
+	for _, room := range rooms {
 		w := wire{Type: "beat", Room: room, Region: s.cfg.Region, Inst: s.inst, Wall: time.Now().UnixNano()}
 		key := []string{tabsKey(room, s.inst)}
 		if !stale[room] {
@@ -499,26 +551,47 @@ func (s *Redis) beat() {
 			}
 		}
 		// The store lost our tabs (restarted empty, or we were cut off for
-		// longer than the TTL), or missed a change of ours: write them all
-		// again, in a new sequence, which makes every receiver re-read.
-		s.mu.Lock()
-		s.mySeq[room]++
-		next := s.mySeq[room]
-		s.mu.Unlock()
-		args := []string{ttl, eventsChannel, w.seqTemplate(), "}", strconv.FormatUint(next, 10)}
-		for _, t := range tabs {
-			b, _ := json.Marshal(t)
-			args = append(args, t.ID, string(b))
-		}
-		if err := s.exec(ctx, restoreScript, key, args).Error(); err != nil {
+		// longer than the TTL), or missed a change of ours.
+		if err := s.rewriteTabs(ctx, room); err != nil {
 			s.noteError(err)
-			continue
 		}
-		s.mu.Lock()
-		delete(s.stale, room)
-		s.mu.Unlock()
-		s.log.Info("rewrote this instance's presence in the store", "room", room, "tabs", len(tabs))
 	}
+}
+
+// rewriteTabs writes this instance's whole presence in a room again, in a
+// new sequence, which makes every receiver re-read it.
+func (s *Redis) rewriteTabs(ctx context.Context, room string) error {
+	mu := s.roomLock(room)
+	mu.Lock()
+	defer mu.Unlock()
+	return s.rewriteTabsLocked(ctx, room)
+}
+
+// rewriteTabsLocked is rewriteTabs with the room's tab lock held, so that no
+// join or leave runs between reading our tabs and writing them.
+func (s *Redis) rewriteTabsLocked(ctx context.Context, room string) error {
+	s.mu.Lock()
+	tabs := slices.Collect(maps.Values(s.mine[room]))
+	s.mySeq[room]++
+	next := s.mySeq[room]
+	s.mu.Unlock()
+	w := wire{Type: "beat", Room: room, Region: s.cfg.Region, Inst: s.inst, Wall: s.now().UnixNano()}
+	args := []string{strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10), eventsChannel, w.seqTemplate(), "}", strconv.FormatUint(next, 10)}
+	for _, t := range tabs {
+		b, _ := json.Marshal(t)
+		args = append(args, t.ID, string(b))
+	}
+	if err := s.exec(ctx, restoreScript, []string{tabsKey(room, s.inst)}, args).Error(); err != nil {
+		s.mu.Lock()
+		s.stale[room] = true
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	delete(s.stale, room)
+	s.mu.Unlock()
+	s.log.Info("rewrote this instance's presence in the store", "room", room, "tabs", len(tabs))
+	return nil
 }
 
 // checkSilent re-reads instances not heard from for longer than the TTL: the
@@ -538,39 +611,5 @@ func (s *Redis) checkSilent() {
 	s.mu.Unlock()
 	for _, x := range silent {
 		s.reread(x.room, x.inst)
-	}
-}
-
-// watchLink checks the regional node every second: a replica that lost its
-// primary misses everything written meanwhile, so when its link comes back
-// everything is re-read. It also runs the periodic safety re-read.
-func (s *Redis) watchLink() {
-	defer s.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	lastResync := time.Now()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-		info, err := s.read.Do(ctx, s.read.B().Info().Section("replication").Build()).ToString()
-		cancel()
-		if err != nil {
-			s.noteError(err)
-			s.markUnsubscribed(nil) // the subscription shares this connection
-			continue
-		}
-		up := !strings.Contains(info, "role:slave") || strings.Contains(info, "master_link_status:up")
-		s.mu.Lock()
-		wasUp := s.health.linkUp
-		s.health.linkUp = up
-		s.mu.Unlock()
-		if (up && !wasUp) || time.Since(lastResync) > s.cfg.Resync {
-			lastResync = time.Now()
-			s.enqueue(s.resyncAll)
-		}
 	}
 }

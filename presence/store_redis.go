@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	neturl "net/url"
 	"strconv"
@@ -27,6 +28,11 @@ type RedisConfig struct {
 	TTL       time.Duration // how long an instance's tabs outlive its last heartbeat (6 s)
 	Heartbeat time.Duration // heartbeat period (TTL/3)
 	Resync    time.Duration // full re-read period, a safety net for lost hints (30 s)
+	// MaxSkew bounds how far ahead of this machine's clock a remote
+	// timestamp may pull the hybrid logical clock (6 h).
+	MaxSkew time.Duration
+	// Now is the wall clock (time.Now); tests skew it.
+	Now func() time.Time
 	// OnLatency, if set, hears every propagation delay measured (for metrics).
 	OnLatency func(region string, d time.Duration)
 	Log       *slog.Logger
@@ -69,33 +75,16 @@ type Redis struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 
+	faults     faultCounts
+	tabLocks   [64]sync.Mutex // see roomLock
+	skewLogged atomic.Int64   // when a clock far ahead was last logged, unix ns
+
 	mu     sync.Mutex
 	rooms  map[string]*redisRoom
 	mine   map[string]map[string]Tab // room → this instance's own tabs
 	mySeq  map[string]uint64         // room → last sequence this instance published
 	stale  map[string]bool           // rooms whose tabs in the store missed a change of ours
 	health health
-}
-
-// redisRoom is what this instance knows of a room: the regions that wrote
-// to it, their lightbulb records and feeds, and the presence of every
-// instance. While the store is down, it is served as it was.
-type redisRoom struct {
-	content
-	regions map[string]bool
-	insts   map[string]*instTabs
-}
-
-type instTabs struct {
-	seq      uint64
-	tabs     map[string]Tab
-	lastSeen time.Time
-}
-
-type health struct {
-	subscribed bool
-	linkUp     bool // this node's link to its primary, where it is a replica
-	err        error
 }
 
 var _ Store = (*Redis)(nil)
@@ -115,6 +104,12 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.MaxSkew <= 0 {
+		cfg.MaxSkew = 6 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	opt, err := rueidis.ParseURL(cfg.URL)
 	if err != nil {
@@ -144,6 +139,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		inst:   inst + "-" + hex.EncodeToString(suffix[:]),
 		read:   read,
 		write:  write,
+		clock:  Clock{now: cfg.Now},
 		lat:    newLatencies(cfg.OnLatency),
 		log:    cfg.Log,
 		work:   make(chan func(), 4096),
@@ -153,14 +149,14 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		mine:   make(map[string]map[string]Tab),
 		mySeq:  make(map[string]uint64),
 		stale:  make(map[string]bool),
-		health: health{linkUp: true, err: errors.New("not subscribed yet")},
+		health: health{err: errors.New("not subscribed yet"), read: nodeState{why: "not polled yet"}, write: nodeState{why: "not polled yet"}},
 	}
 	s.enableNotifications(ctx)
 	s.wg.Add(4)
 	go s.worker()
 	go s.subscribe()
 	go s.heartbeat()
-	go s.watchLink()
+	go s.watchHealth()
 	return s, nil
 }
 
@@ -199,33 +195,99 @@ func (s *Redis) Reconnects() uint64 { return max(s.subscribes.Load(), 1) - 1 }
 // Instance is this instance's name in the store.
 func (s *Redis) Instance() string { return s.inst }
 
-// Switch implements Store.
+// opKeep is how long an applied switch or message is remembered in the
+// store, so that a retry of it applies nothing.
+const opKeep = 10 * time.Minute
+
+// Switch implements Store: one script brings the store's records up to
+// what this instance holds, applies the switch, announces it and answers
+// every region's record, which are folded here.
 func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, error) {
+	if err := s.writable(); err != nil {
+		return Light{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	records, err := s.readLight(ctx, s.write, room, s.knownRegions(room, s.cfg.Region))
-	if err != nil {
-		return Light{}, s.unavailable(err)
-	}
+	mode, set := "flip", ""
+	op := newOpID()
 	now := s.clock.Now()
-	rec := ApplySwitch(records, s.cfg.Region, sw, now)
-	stamp, _ := json.Marshal(rec.Last)
-	flip, set := "1", ""
-	if sw.Set != nil {
-		flip = "0"
-		b, _ := json.Marshal(rec.Set)
-		set = string(b)
+	for range 3 {
+		if sw.Set != nil {
+			mode, set = "set", fmt.Sprintf(`{"hlc":%d,"on":%t,"base":`, uint64(now), *sw.Set)
+		}
+		stamp, _ := json.Marshal(Stamp{HLC: now, By: sw.By, From: sw.From})
+		status, records, err := s.runSwitch(ctx, room, mode, op, now, string(stamp), set)
+		if err != nil {
+			return Light{}, s.unavailable(err)
+		}
+		if status != "clock" {
+			return FoldLight(records), nil
+		}
+		// A set stored elsewhere carries a later clock than ours: this
+		// one was made after it was seen, so it must sort after it.
+		newest := newestSet(records)
+		s.observe(newest)
+		now = max(s.clock.Now(), newest+1)
 	}
-	hint := wire{Type: "light", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano()}.openTemplate("rec")
-	err = s.exec(ctx, switchScript, []string{lightKey(room, s.cfg.Region)},
-		[]string{flip, hlcHex(now), string(stamp), set, eventsChannel, hint, s.inst + "/" + hlcHex(now)}).Error()
+	return Light{}, s.unavailable(errors.New("sets keep racing ahead of this one"))
+}
+
+// runSwitch runs the switch script in mode (flip, set or merge) and keeps
+// the records it answers. For "clock", records holds only the newest set.
+func (s *Redis) runSwitch(ctx context.Context, room, mode, op string, now HLC, stamp, set string) (string, map[string]LightRecord, error) {
+	hint := wire{Type: "light", Room: room, Wall: s.now().UnixNano()}.opened()
+	args := []string{s.cfg.Region, mode, hlcHex(now), stamp, set, eventsChannel, hint,
+		strconv.FormatInt(opKeep.Milliseconds(), 10), lightKey(room, "")}
+	s.mu.Lock()
+	if r := s.rooms[room]; r != nil {
+		for g, rec := range r.lights {
+			args = append(args, recordArgs(g, rec)...)
+		}
+	}
+	s.mu.Unlock()
+	res, err := s.exec(ctx, switchScript, []string{lightKey(room, s.cfg.Region), opKey(room, op), regionsKey(room)}, args).ToArray()
 	if err != nil {
-		return Light{}, s.unavailable(err)
+		return "", nil, err
 	}
-	if records, err = s.readLight(ctx, s.write, room, s.knownRegions(room, s.cfg.Region)); err != nil {
-		return Light{}, s.unavailable(err)
+	status, _ := res[0].ToString()
+	if status == "clock" {
+		newest, _ := res[1].ToString()
+		h, _ := strconv.ParseUint(newest, 16, 64)
+		return status, map[string]LightRecord{"": {Set: &SetOp{HLC: HLC(h)}}}, nil
 	}
-	return FoldLight(records), nil
+	records := decodeRecords(res[1:])
+	s.learnLights(room, records)
+	return status, records, nil
+}
+
+func newestSet(records map[string]LightRecord) HLC {
+	var h HLC
+	for _, rec := range records {
+		if rec.Set != nil {
+			h = max(h, rec.Set.HLC)
+		}
+	}
+	return h
+}
+
+// decodeRecords reads the region / record pairs a switch answers.
+func decodeRecords(res []rueidis.RedisMessage) map[string]LightRecord {
+	records := make(map[string]LightRecord, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		g, _ := res[i].ToString()
+		flat, _ := res[i+1].AsStrSlice()
+		if len(flat) > 0 {
+			records[g] = decodeFlat(flat)
+		}
+	}
+	return records
+}
+
+// newOpID names one write, for its idempotency key.
+func newOpID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // exec runs a write script, once more if the connection failed under it: a
@@ -248,16 +310,20 @@ func connectionFailed(ctx context.Context, err error) bool {
 
 // Say implements Store.
 func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
+	if err := s.writable(); err != nil {
+		return Message{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	msg := NewMessage(s.clock.Now(), s.cfg.Region, p)
 	b, _ := json.Marshal(msg)
-	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: time.Now().UnixNano(), Msg: &msg}.encode()
-	err := s.exec(ctx, sayScript, []string{feedKey(room, s.cfg.Region)},
-		[]string{string(b), strconv.Itoa(feedKeep), eventsChannel, hint}).Error()
+	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: s.now().UnixNano(), Msg: &msg}.encode()
+	err := s.exec(ctx, sayScript, []string{feedKey(room, s.cfg.Region), opKey(room, msg.ID), regionsKey(room)},
+		[]string{string(b), strconv.Itoa(feedKeep), eventsChannel, hint, strconv.FormatInt(opKeep.Milliseconds(), 10), s.cfg.Region}).Error()
 	if err != nil {
 		return Message{}, s.unavailable(err)
 	}
+	s.learnMessage(room, msg)
 	return msg, nil
 }
 
@@ -272,6 +338,7 @@ func (s *Redis) Join(ctx context.Context, room string, t Tab) error {
 	}
 	s.mine[room][t.ID] = t
 	s.mu.Unlock()
+	s.notify(Change{Room: room, Parts: PartPresence}) // shown here at once
 	tab, _ := json.Marshal(t)
 	return s.publishTab(ctx, room, t.ID, string(tab), wire{Type: "join", Tab: &t})
 }
@@ -288,13 +355,25 @@ func (s *Redis) Leave(ctx context.Context, room string, tabID string) error {
 	if !ok {
 		return nil
 	}
+	s.notify(Change{Room: room, Parts: PartPresence})
 	return s.publishTab(ctx, room, tabID, "", wire{Type: "leave", TabID: tabID})
 }
 
 func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w wire) error {
+	if err := s.writable(); err != nil {
+		// The first beat after the store is back rewrites this instance's
+		// tabs in the room whole, this change included.
+		s.mu.Lock()
+		s.stale[room] = true
+		s.mu.Unlock()
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	w.Room, w.Region, w.Inst, w.Wall = room, s.cfg.Region, s.inst, time.Now().UnixNano()
+	mu := s.roomLock(room)
+	mu.Lock()
+	defer mu.Unlock()
+	w.Room, w.Region, w.Inst, w.Wall = room, s.cfg.Region, s.inst, s.now().UnixNano()
 	s.mu.Lock()
 	last := s.mySeq[room]
 	s.mu.Unlock()
@@ -302,16 +381,27 @@ func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w w
 		tabID, tabJSON, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10),
 		eventsChannel, w.seqTemplate(), "}", strconv.FormatUint(last, 10),
 	}).AsInt64()
+	if err == nil && seq < 0 {
+		// Our hash expired or was lost: this one change would leave
+		// our other tabs missing, so write them all.
+		err = s.rewriteTabsLocked(ctx, room)
+	}
 	if err != nil {
-		// The next heartbeat that reaches the store rewrites this
-		// instance's tabs in the room whole, this change included.
 		s.mu.Lock()
 		s.stale[room] = true
 		s.mu.Unlock()
 		return s.unavailable(err)
 	}
-	s.noteSeq(room, uint64(seq))
+	s.noteSeq(room, uint64(max(seq, 0)))
 	return nil
+}
+
+// roomLock serialises this instance's tab writes to one room: a rewrite of
+// all its tabs must not drop a tab joined while it ran.
+func (s *Redis) roomLock(room string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(room))
+	return &s.tabLocks[h.Sum32()%uint32(len(s.tabLocks))]
 }
 
 func (s *Redis) noteSeq(room string, seq uint64) {
@@ -325,7 +415,7 @@ func (s *Redis) noteSeq(room string, seq uint64) {
 // served from memory, also while the store is down.
 func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot, error) {
 	s.mu.Lock()
-	connected := s.health.subscribed
+	connected := s.health.subscribed && s.health.read.ok
 	s.mu.Unlock()
 	if connected { // don't wait on a store that is down
 		ctx, cancel := context.WithTimeout(ctx, writeTimeout)
@@ -340,11 +430,20 @@ func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot
 	if r := s.rooms[room]; r != nil {
 		r.fill(&snap, parts)
 		if parts&PartPresence != 0 {
-			for _, it := range r.insts {
-				for _, t := range it.tabs {
-					tabs = append(tabs, t)
+			for inst, it := range r.insts {
+				if inst != s.inst {
+					for _, t := range it.tabs {
+						tabs = append(tabs, t)
+					}
 				}
 			}
+		}
+	}
+	if parts&PartPresence != 0 {
+		// This instance's own tabs are known here first hand, whatever
+		// the store or its replica says.
+		for _, t := range s.mine[room] {
+			tabs = append(tabs, t)
 		}
 	}
 	s.mu.Unlock()
@@ -369,24 +468,6 @@ func (s *Redis) knownRegions(room, extra string) []string {
 		out = append(out, extra)
 	}
 	return out
-}
-
-func (s *Redis) readLight(ctx context.Context, c rueidis.Client, room string, regions []string) (map[string]LightRecord, error) {
-	cmds := make(rueidis.Commands, len(regions))
-	for i, g := range regions {
-		cmds[i] = c.B().Hgetall().Key(lightKey(room, g)).Build()
-	}
-	records := make(map[string]LightRecord, len(regions))
-	for i, res := range c.DoMulti(ctx, cmds...) {
-		h, err := res.AsStrMap()
-		if err != nil {
-			return nil, err
-		}
-		if len(h) > 0 {
-			records[regions[i]] = decodeLight(h)
-		}
-	}
-	return records, nil
 }
 
 func decodeLight(h map[string]string) LightRecord {
@@ -433,23 +514,6 @@ func (s *Redis) readContent(ctx context.Context, room string, regions []string) 
 	return out, nil
 }
 
-// Ready implements Store: subscribed, the store answers, and (on a replica)
-// its link to the primary is up.
-func (s *Redis) Ready(ctx context.Context) error {
-	if err := s.read.Do(ctx, s.read.B().Ping().Build()).Error(); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case !s.health.subscribed:
-		return fmt.Errorf("not subscribed to store changes: %v", s.health.err)
-	case !s.health.linkUp:
-		return errors.New("store replica has lost its primary")
-	}
-	return nil
-}
-
 func (s *Redis) noteError(err error) {
 	s.mu.Lock()
 	s.health.err = err
@@ -461,6 +525,9 @@ func (s *Redis) unavailable(err error) error {
 		return err // the caller went away
 	}
 	s.noteError(err)
+	if _, answered := rueidis.IsRedisErr(err); !answered && !errors.Is(err, rueidis.ErrClosing) {
+		s.lost(err)
+	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 

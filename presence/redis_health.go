@@ -1,0 +1,304 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// This file is how an instance knows whether what it serves is live. It
+// polls its regional node (and the primary, when writes go there), echoes a
+// ping through its own subscription, and is ready only when all of them
+// agree and the re-read that every doubt calls for has completed. A node
+// that restarted or full-synced may have lost data: the instance writes back
+// what it holds before re-reading.
+
+const (
+	pollEvery   = 500 * time.Millisecond
+	pollTimeout = time.Second
+	// echoLimit: a ping not back through the subscription within this long
+	// means the path from the write node to this subscriber is broken (a
+	// black-holed link keeps a replica "up" for a minute).
+	echoLimit = 2500 * time.Millisecond
+)
+
+// nodeState is what the last poll of one node said.
+type nodeState struct {
+	ok     bool   // reachable and in sync: what it serves is complete
+	why    string // why not
+	runID  string // a new one means the node restarted
+	replID string // a new one means the node loaded a full sync
+	// active: seen as a KeyDB active replica, so it must be one again,
+	// with every peer link up, to be in sync.
+	active bool
+}
+
+type health struct {
+	subscribed bool
+	read       nodeState
+	write      nodeState // the primary, when writes go elsewhere; else read
+	echoAt     time.Time // our last ping seen back through the subscription
+	// resyncDue: a full re-read must complete before serving as live;
+	// restoreDue: before it, write back what this instance holds.
+	resyncDue, restoreDue bool
+	cause                 string // of the pending resync, for the log
+	gen                   uint64 // bumped by every new cause
+	recovering            bool
+	live                  bool // the last verdict, to log changes once
+	liveSince             time.Time
+	err                   error
+}
+
+// doubt records a reason to re-read (and maybe restore) everything.
+func (h *health) doubt(cause string, restore bool) {
+	h.resyncDue = true
+	h.restoreDue = h.restoreDue || restore
+	h.cause = cause
+	h.gen++
+}
+
+// verdict is nil when the instance serves live state, else why not.
+func (h *health) verdict(now time.Time) error {
+	switch {
+	case !h.subscribed:
+		return fmt.Errorf("not subscribed to store changes: %v", h.err)
+	case !h.read.ok:
+		return fmt.Errorf("store node: %s", h.read.why)
+	case !h.write.ok:
+		return fmt.Errorf("primary: %s", h.write.why)
+	case now.Sub(h.echoAt) > echoLimit:
+		return fmt.Errorf("subscription silent for %v", now.Sub(h.echoAt).Round(100*time.Millisecond))
+	case h.resyncDue:
+		return fmt.Errorf("re-reading the store after: %s", h.cause)
+	}
+	return nil
+}
+
+// Ready implements Store: subscribed, the nodes answer and are in sync, the
+// subscription carries our own pings, and no re-read is pending.
+func (s *Redis) Ready(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health.verdict(time.Now())
+}
+
+// writable fails fast while the node writes go to is unreachable or out of
+// sync: a write to an empty, unsynced KeyDB node would overwrite its peers'
+// history when they sync from it.
+func (s *Redis) writable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.health.write.ok {
+		return fmt.Errorf("%w: %s", ErrUnavailable, s.health.write.why)
+	}
+	return nil
+}
+
+// lost marks the write node down at once when a call to it broke, rather
+// than at the next poll: writes then fail fast and Ready says why.
+func (s *Redis) lost(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	down := nodeState{why: "unreachable: " + err.Error(), runID: s.health.write.runID, replID: s.health.write.replID, active: s.health.write.active}
+	s.health.write = down
+	if s.write == s.read {
+		s.health.read = down
+	}
+}
+
+// watchHealth polls the nodes and pings, logs every change of verdict once,
+// and starts the recovery a doubt calls for.
+func (s *Redis) watchHealth() {
+	defer s.wg.Done()
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	lastResync := time.Now()
+	for {
+		s.pollHealth()
+		s.mu.Lock()
+		h := &s.health
+		if !h.resyncDue && time.Since(lastResync) > s.cfg.Resync {
+			h.doubt("periodic safety re-read", false) // hints may have been lost unnoticed
+		}
+		start := h.resyncDue && !h.recovering && h.subscribed && h.read.ok && h.write.ok
+		if start {
+			h.recovering = true
+			lastResync = time.Now()
+		}
+		s.mu.Unlock()
+		if start {
+			s.enqueue(s.recover)
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Redis) pollHealth() {
+	s.mu.Lock()
+	prevRead, prevWrite := s.health.read, s.health.write
+	s.mu.Unlock()
+	read := s.pollNode(s.read, prevRead)
+	write := read
+	if s.write != s.read {
+		write = s.pollNode(s.write, prevWrite)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, pollTimeout)
+	_ = s.write.Do(ctx, s.write.B().Publish().Channel(s.pingChannel()).Message("ping").Build()).Error()
+	cancel()
+
+	now := time.Now()
+	s.mu.Lock()
+	h := &s.health
+	h.read, h.write = read, write
+	switch {
+	case prevRead.runID != "" && read.runID != "" && read.runID != prevRead.runID:
+		h.doubt("the store node restarted", true)
+	case prevWrite.runID != "" && write.runID != "" && write.runID != prevWrite.runID:
+		h.doubt("the primary restarted", true)
+	case prevRead.replID != "" && read.replID != "" && read.replID != prevRead.replID:
+		h.doubt("the store node loaded a full sync", true)
+	case read.ok && !prevRead.ok && prevRead.runID != "":
+		h.doubt("the store node is back in sync", true)
+	case write.ok && !prevWrite.ok && prevWrite.runID != "":
+		h.doubt("the primary is back", true)
+	}
+	verdict := h.verdict(now)
+	changed := (verdict == nil) != h.live
+	if changed {
+		h.live = verdict == nil
+		s.faults.add(map[bool]string{true: "store_regained", false: "store_lost"}[h.live])
+	}
+	since, first := now.Sub(h.liveSince), h.liveSince.IsZero()
+	if changed {
+		h.liveSince = now
+	}
+	s.mu.Unlock()
+	switch {
+	case changed && first:
+		s.log.Info("store connected: serving live state")
+	case changed && verdict == nil:
+		s.log.Info("store regained: serving live state", "after", since.Round(time.Millisecond))
+	case changed:
+		s.log.Warn("store lost: not ready; serving the last state read", "reason", verdict.Error())
+	}
+}
+
+// pollNode reads a node's identity and replication state.
+func (s *Redis) pollNode(c rueidis.Client, prev nodeState) nodeState {
+	ctx, cancel := context.WithTimeout(s.ctx, pollTimeout)
+	defer cancel()
+	res := c.DoMulti(ctx, c.B().Info().Section("server").Build(), c.B().Info().Section("replication").Build())
+	srv, err1 := res[0].ToString()
+	repl, err2 := res[1].ToString()
+	if err := errors.Join(err1, err2); err != nil {
+		prev.ok, prev.why = false, "unreachable: "+err.Error()
+		return prev
+	}
+	return judgeNode(infoFields(srv+"\n"+repl), prev)
+}
+
+// judgeNode decides from INFO fields whether a node serves complete data.
+func judgeNode(f map[string]string, prev nodeState) nodeState {
+	st := nodeState{ok: true, runID: f["run_id"], replID: f["master_replid"], active: prev.active}
+	for k, v := range f {
+		if strings.Contains(k, "sync_in_progress") && v != "0" {
+			st.ok, st.why = false, "syncing from its primary or peers"
+		}
+	}
+	switch role := f["role"]; role {
+	case "master":
+		if st.active {
+			st.ok, st.why = false, "a KeyDB node out of its mesh (restarted, not yet re-meshed)"
+		}
+	case "slave", "active-replica":
+		st.active = st.active || role == "active-replica"
+		for k, v := range f {
+			if strings.HasSuffix(k, "link_status") && v != "up" {
+				st.ok, st.why = false, "link to "+strings.TrimSuffix(k, "_link_status")+" is "+v
+			}
+		}
+	default:
+		st.ok, st.why = false, "unknown role "+role
+	}
+	return st
+}
+
+// infoFields parses INFO output into its key:value fields.
+func infoFields(info string) map[string]string {
+	f := make(map[string]string)
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && !strings.HasPrefix(k, "#") {
+			f[k] = v
+		}
+	}
+	return f
+}
+
+// recover writes back what this instance holds if the store may have lost
+// it, then re-reads every tracked room; the instance is ready again only if
+// no new doubt arose meanwhile. Runs on the worker.
+func (s *Redis) recover() {
+	s.mu.Lock()
+	gen, restore, cause := s.health.gen, s.health.restoreDue, s.health.cause
+	s.mu.Unlock()
+	start := time.Now()
+	var err error
+	if restore {
+		err = s.restoreAll()
+	}
+	if err == nil {
+		err = s.resyncAll()
+	}
+	s.mu.Lock()
+	s.health.recovering = false
+	if err == nil && s.health.gen == gen {
+		s.health.resyncDue, s.health.restoreDue = false, false
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn("re-reading the store failed; retrying", "cause", cause, "err", err)
+		return
+	}
+	s.faults.add("resync")
+	if restore {
+		s.faults.add("restore")
+	}
+	if cause != "periodic safety re-read" {
+		s.log.Info("re-read the store", "cause", cause, "restored", restore, "ms", time.Since(start).Milliseconds())
+	}
+}
+
+func (s *Redis) pingChannel() string { return pingPrefix + s.inst }
+
+// faultCounts counts store faults and recoveries by kind, for metrics.
+type faultCounts struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+func (f *faultCounts) add(kind string) {
+	f.mu.Lock()
+	if f.n == nil {
+		f.n = make(map[string]uint64)
+	}
+	f.n[kind]++
+	f.mu.Unlock()
+}
+
+// StoreEvents counts, by kind, the times the store was lost and regained,
+// re-read and restored.
+func (s *Redis) StoreEvents() map[string]uint64 {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	return maps.Clone(s.faults.n)
+}

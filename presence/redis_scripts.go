@@ -1,0 +1,33 @@
+package presence
+
+import (
+	_ "embed"
+
+	"github.com/redis/rueidis"
+)
+
+// Every write is one Lua script, in its own file under lua/ headed by its
+// KEYS/ARGV contract. Each is safe to run twice (a retry after a broken
+// connection): switches and messages by an operation key kept opKeep, tab
+// changes by being idempotent, merges by only moving fields forward.
+var (
+	//go:embed lua/switch.lua
+	switchLua string
+	//go:embed lua/say.lua
+	sayLua string
+	//go:embed lua/tab.lua
+	tabLua string
+	//go:embed lua/beat.lua
+	beatLua string
+	//go:embed lua/restore.lua
+	restoreLua string
+	//go:embed lua/mergefeed.lua
+	mergeFeedLua string
+
+	switchScript    = rueidis.NewLuaScript(switchLua)
+	sayScript       = rueidis.NewLuaScript(sayLua)
+	tabScript       = rueidis.NewLuaScript(tabLua)
+	beatScript      = rueidis.NewLuaScript(beatLua)
+	restoreScript   = rueidis.NewLuaScript(restoreLua)
+	mergeFeedScript = rueidis.NewLuaScript(mergeFeedLua)
+)
