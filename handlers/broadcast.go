@@ -125,13 +125,16 @@ func userTopic(room string, user presence.UserID, f Format) string {
 func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.UserID, f Format) (*bus.Subscriber, [][]byte, error) {
 	b.mu.Lock()
 	rs := b.rooms[room]
-	if rs == nil {
+	// The connection must be counted on the state registered now: while mu
+	// is released to warm, a Detach of the room's last connection may drop
+	// what warm registered, so look again and warm again if it is gone.
+	for rs == nil {
 		b.mu.Unlock()
-		var err error
-		if rs, err = b.warm(ctx, room); err != nil {
+		if err := b.warm(ctx, room); err != nil {
 			return nil, nil, err
 		}
 		b.mu.Lock()
+		rs = b.rooms[room]
 	}
 	rs.conns++
 	us := rs.users[user]
@@ -152,26 +155,28 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 	return sub, snapshot, nil
 }
 
-// warm renders a room that had no connections here, and registers it.
-func (b *Broadcaster) warm(ctx context.Context, room string) (*roomState, error) {
+// warm renders a room that had no connections here, and registers it. It
+// returns no state: by the time the caller re-takes mu, the room may have
+// been dropped again, so the caller must look it up.
+func (b *Broadcaster) warm(ctx context.Context, room string) error {
 	b.renderMu.Lock()
 	defer b.renderMu.Unlock()
 	b.mu.Lock()
-	rs := b.rooms[room]
+	_, live := b.rooms[room]
 	b.mu.Unlock()
-	if rs != nil {
-		return rs, nil
+	if live {
+		return nil
 	}
 	snap, err := b.store.Snapshot(ctx, room, presence.AllParts)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rs = &roomState{parts: make(map[string]framed), users: make(map[presence.UserID]*userState)}
+	rs := &roomState{parts: make(map[string]framed), users: make(map[presence.UserID]*userState)}
 	b.mu.Lock()
 	b.applyLocked(room, rs, snap, presence.AllParts)
 	b.rooms[room] = rs
 	b.mu.Unlock()
-	return rs, nil
+	return nil
 }
 
 // Detach undoes Attach; the room is forgotten with its last connection.
