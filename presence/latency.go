@@ -16,6 +16,11 @@ type Latency struct {
 	Samples int     `json:"samples"`
 }
 
+// maxLatency is the longest delay taken for propagation; beyond it the
+// origin's clock is off (an hour behind read as 3,600,000 ms), or the change
+// waited out an outage, which the readiness check reports instead.
+const maxLatency = 10 * time.Second
+
 // latencyWindow is how many recent samples per region are kept.
 const latencyWindow = 64
 
@@ -36,7 +41,11 @@ func (l *latencies) observe(region string, origin int64, now time.Time) {
 	if origin == 0 {
 		return
 	}
-	d := max(now.Sub(time.Unix(0, origin)), 0) // clocks may disagree slightly
+	d := now.Sub(time.Unix(0, origin))
+	if d < -time.Second || d > maxLatency {
+		return // the clocks disagree: this says nothing about the network
+	}
+	d = max(d, 0) // clocks may disagree slightly
 	if l.hook != nil {
 		l.hook(region, d)
 	}

@@ -139,7 +139,7 @@ func (s *Redis) handle(m rueidis.PubSubMessage) {
 		s.log.Warn("ignoring a malformed store event", "message", m.Message)
 		return
 	}
-	s.lat.observe(w.Region, w.Wall, time.Now())
+	s.lat.observe(w.Region, w.Wall, s.now())
 	switch w.Type {
 	case "light", "say":
 		s.applyContent(w)

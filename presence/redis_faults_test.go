@@ -1,0 +1,338 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"globalpresence/internal/redisnode"
+)
+
+// The recovery paths of the Redis store, each a fault that broke an earlier
+// version: a store restarted empty, a fast primary restart, a slow node,
+// skewed clocks, retries, and a replica down under a write.
+
+// wipe restarts a node with none of its data, as a primary without
+// persistence (or a KeyDB node on a fresh disk) comes back after a crash.
+func wipe(t *testing.T, node *redisnode.Node, dir string) {
+	t.Helper()
+	if err := node.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "appendonlydir")); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := node.Do("DBSIZE"); err != nil || n != "0" {
+		t.Fatalf("after the wipe the node holds %s keys (%v)", n, err)
+	}
+}
+
+func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A store that restarts empty gets the lightbulb and feed back from the
+// instances' memory within 5 s, with every flip counted once; a fresh
+// instance then reads them from the store.
+func TestRedisStoreWipedRecordsComeBack(t *testing.T) {
+	dir := t.TempDir()
+	node := redisnode.MustStart(t, redisnode.Options{Dir: dir})
+	ctx := context.Background()
+	ams := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	syd := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd"})
+	for _, s := range []*Redis{ams, syd} {
+		_, _ = s.Snapshot(ctx, "home", AllParts)
+	}
+	for range 3 {
+		for _, s := range []*Redis{ams, syd} {
+			if _, err := s.Switch(ctx, "home", Switch{By: "U"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := syd.Say(ctx, "home", Post{Text: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ams.Say(ctx, "home", Post{Text: "two"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Redis{ams, syd} {
+		waitSnapshot(t, s, "home", func(s Snapshot) bool { return s.Light.Flips == 6 && len(s.Messages) == 2 })
+	}
+
+	wipe(t, node, dir)
+	waitReady(t, ams)
+	waitReady(t, syd)
+	// One more flip as soon as the store takes writes: it must add to the
+	// six, not start a new count.
+	if _, err := ams.Switch(ctx, "home", Switch{By: "U"}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := openRedis(t, RedisConfig{URL: node.URL(), Region: "iad"})
+	waitSnapshot(t, fresh, "home", func(s Snapshot) bool {
+		return s.Light.Flips == 7 && s.Light.On && len(s.Messages) == 2
+	})
+	for _, s := range []*Redis{ams, syd} {
+		waitSnapshot(t, s, "home", func(s Snapshot) bool { return s.Light.Flips == 7 && len(s.Messages) == 2 })
+	}
+}
+
+// A primary that restarts empty faster than a poll: the instance reading
+// from the replica notices (the replica loaded a new full sync), and the
+// records come back; the replica never serves an emptied room as live.
+func TestRedisFastPrimaryRestart(t *testing.T) {
+	dir := t.TempDir()
+	primary := redisnode.MustStart(t, redisnode.Options{Dir: dir})
+	replica := redisnode.MustStart(t, redisnode.Options{ReplicaOf: primary.Addr()})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: replica.URL(), WriteURL: primary.URL(), Region: "syd"})
+	on := true
+	if _, err := s.Switch(ctx, "home", Switch{Set: &on, By: "U"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Say(ctx, "home", Post{Text: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, s, "home", func(s Snapshot) bool { return s.Light.On && len(s.Messages) == 1 })
+	eventually(t, 5*time.Second, "the replica has the message", func() bool {
+		n, _ := replica.Do("LLEN", feedKey("home", "syd"))
+		return n == "1"
+	})
+
+	wipe(t, primary, dir)
+	eventually(t, 10*time.Second, "the replica synced from the restarted primary", func() bool {
+		p, _ := primary.Do("INFO", "replication")
+		r, _ := replica.Do("INFO", "replication")
+		id := infoFields(p)["master_replid"]
+		return id != "" && infoFields(r)["master_replid"] == id && infoFields(r)["master_link_status"] == "up"
+	})
+	eventually(t, 10*time.Second, "the records are back on the replica", func() bool {
+		n, _ := replica.Do("LLEN", feedKey("home", "syd"))
+		set, _ := replica.Do("HGET", lightKey("home", "syd"), "set")
+		return n == "1" && strings.Contains(set, `"on":true`)
+	})
+	waitReady(t, s)
+	snap, _ := s.Snapshot(ctx, "home", AllParts)
+	if !snap.Light.On || len(snap.Messages) != 1 {
+		t.Fatalf("after the primary's restart: %+v", snap)
+	}
+}
+
+// An explicit set is honoured by an instance that never read the room: its
+// base counts every region's flips, not only its own region's.
+func TestRedisSetFromAColdInstance(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	ams := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	if _, err := ams.Switch(ctx, "cold", Switch{By: "U"}); err != nil { // on
+		t.Fatal(err)
+	}
+	syd := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd"})
+	off := false
+	l, err := syd.Switch(ctx, "cold", Switch{Set: &off, By: "V"})
+	if err != nil || l.On {
+		t.Fatalf("set off from a cold instance answered %+v, %v", l, err)
+	}
+	for _, s := range []*Redis{ams, syd} {
+		waitSnapshot(t, s, "cold", func(s Snapshot) bool { return !s.Light.On && s.Light.Flips == 1 })
+	}
+}
+
+// Causal order whatever the clocks say: with one region an hour ahead and
+// another an hour behind, a set made after seeing a state wins over it, and
+// a message posted after seeing another sorts after it.
+func TestRedisCausalOrderWithSkewedClocks(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	skewed := func(d time.Duration) func() time.Time { return func() time.Time { return time.Now().Add(d) } }
+	ahead := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Now: skewed(time.Hour)})
+	behind := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd", Now: skewed(-time.Hour)})
+	on, off := true, false
+	for _, room := range []string{"a", "b"} {
+		for _, s := range []*Redis{ahead, behind} {
+			_, _ = s.Snapshot(ctx, room, AllParts)
+		}
+	}
+
+	// Room a: the region ahead sets on; the one behind sees it, then sets off.
+	if _, err := ahead.Switch(ctx, "a", Switch{Set: &on, By: "U"}); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, behind, "a", func(s Snapshot) bool { return s.Light.On })
+	if l, err := behind.Switch(ctx, "a", Switch{Set: &off, By: "V"}); err != nil || l.On {
+		t.Fatalf("a set after seeing the other's: %+v, %v", l, err)
+	}
+	for _, s := range []*Redis{ahead, behind} {
+		waitSnapshot(t, s, "a", func(s Snapshot) bool { return !s.Light.On && s.Light.By == "V" })
+	}
+
+	// Room b: the same with messages.
+	if _, err := ahead.Say(ctx, "b", Post{Text: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, behind, "b", func(s Snapshot) bool { return len(s.Messages) == 1 })
+	if _, err := behind.Say(ctx, "b", Post{Text: "reply"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Redis{ahead, behind} {
+		waitSnapshot(t, s, "b", func(s Snapshot) bool { return len(s.Messages) == 2 && s.Messages[0].Text == "reply" })
+		// The skew is not shown as propagation delay.
+		for _, l := range s.lat.report() {
+			if l.MaxMs > maxLatency.Seconds()*1000 {
+				t.Fatalf("latency from %s reads %v ms", l.Region, l.MaxMs)
+			}
+		}
+	}
+}
+
+// A remote clock beyond the skew limit pulls ours only as far as the limit.
+func TestClockObserveIsBounded(t *testing.T) {
+	var c Clock
+	far := HLC(time.Now().Add(48*time.Hour).UnixMilli()) << hlcLogicalBits
+	if !c.Observe(far, time.Hour) {
+		t.Fatal("a timestamp two days ahead was not cut")
+	}
+	if got := c.Now().Time(); got.After(time.Now().Add(61 * time.Minute)) {
+		t.Fatalf("the clock followed a wild remote clock to %v", got)
+	}
+	var d Clock
+	near := d.Now() + 5000<<hlcLogicalBits // five seconds ahead
+	if d.Observe(near, time.Hour) || d.Now() <= near {
+		t.Fatal("a timestamp within the limit must be followed")
+	}
+}
+
+// Rewriting an instance's tabs never removes them, even for an instant:
+// no del reaches the other instances. And a join into a hash that expired
+// writes the instance's other tabs back too.
+func TestRedisTabRewriteKeepsEveryTab(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	a := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	b := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd"})
+	_, _ = b.Snapshot(ctx, "home", AllParts)
+	for _, id := range []string{"t1", "t2", "t3"} {
+		if err := a.Join(ctx, "home", Tab{ID: id, User: UserID("U" + id), Region: "ams", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitTabs(t, b, "home", 3, 5*time.Second)
+
+	var mu sync.Mutex
+	least := 3
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // watch what b shows, as its streams would
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := tabsIn(b, "home")
+			mu.Lock()
+			least = min(least, n)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	for range 20 {
+		if err := a.rewriteTabs(ctx, "home"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	<-done
+	if least != 3 {
+		t.Fatalf("while a's tabs were rewritten, b showed only %d of 3", least)
+	}
+
+	// The hash expires (a stall longer than the TTL); one join follows.
+	if _, err := node.Do("DEL", tabsKey("home", a.inst)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Join(ctx, "home", Tab{ID: "t4", User: "U4", Region: "ams", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "every tab back in the store", func() bool {
+		n, _ := node.Do("HLEN", tabsKey("home", a.inst))
+		return n == "5" // four tabs and the sequence
+	})
+	waitTabs(t, b, "home", 4, 5*time.Second)
+}
+
+// The instance that took a write shows it on its own streams at once, even
+// with its read replica down (the write went to the primary).
+func TestRedisReadYourWritesWithReplicaDown(t *testing.T) {
+	primary := redisnode.MustStart(t, redisnode.Options{})
+	replica := redisnode.MustStart(t, redisnode.Options{ReplicaOf: primary.Addr()})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: replica.URL(), WriteURL: primary.URL(), Region: "syd"})
+	_, _ = s.Snapshot(ctx, "home", AllParts)
+	if err := replica.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "not ready with the replica down", func() bool { return s.Ready(ctx) != nil })
+	if _, err := s.Switch(ctx, "home", Switch{By: "U"}); err != nil {
+		t.Fatalf("a write to a reachable primary: %v", err)
+	}
+	if _, err := s.Say(ctx, "home", Post{Text: "mine"}); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := s.Snapshot(ctx, "home", AllParts)
+	if !snap.Light.On || len(snap.Messages) != 1 {
+		t.Fatalf("own writes not shown: %+v", snap)
+	}
+}
+
+// A node that stalls (CLIENT PAUSE) makes the instance not ready, and ready
+// again once it answers: a slow INFO is not a lost subscription.
+func TestRedisStalledNodeRecovers(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	if _, err := node.Do("CLIENT", "PAUSE", "2500"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "not ready during the stall", func() bool { return s.Ready(context.Background()) != nil })
+	waitReady(t, s)
+}
+
+// While the store is down, writes fail at once with ErrUnavailable rather
+// than waiting on reconnection attempts, and Ready says why.
+func TestRedisWritesFailFastWhileDown(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	if err := node.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "not ready with the store down", func() bool { return s.Ready(ctx) != nil })
+	start := time.Now()
+	_, err := s.Switch(ctx, "home", Switch{By: "U"})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a switch with the store down: %v", err)
+	}
+	// Generous for a loaded machine; the point is not waiting out the
+	// write timeout.
+	if took := time.Since(start); took > writeTimeout/4 {
+		t.Fatalf("a switch with the store known down took %v", took)
+	}
+}
