@@ -15,6 +15,7 @@ import (
 
 type lightJSON struct {
 	On     bool   `json:"on"`
+	Flips  uint64 `json:"flips"`
 	By     string `json:"by"`
 	Region string `json:"region"`
 }

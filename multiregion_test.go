@@ -126,7 +126,9 @@ func postTo(t *testing.T, u, path string, form url.Values) int {
 	return code
 }
 
-func lightKey(s appState) string { return fmt.Sprint(s.Lightbulb.On) }
+func lightKey(s appState) string {
+	return fmt.Sprintf("on:%v flips:%d", s.Lightbulb.On, s.Lightbulb.Flips)
+}
 
 // A flip in one region reaches streams in the others; concurrent flips and
 // messages from every region converge to one state and one feed everywhere
@@ -146,20 +148,31 @@ func TestMultiRegionConvergence(t *testing.T) {
 		waitJSON(t, s, "light", func(l lightJSON) bool { return l.On && l.Region == "ams" })
 	}
 
-	// 25 flips through each of the 4 instances, all at once: 100 flips
-	// leave the light as it was, everywhere.
+	// 25 flips through each of the 4 instances, all at once: all 100 are
+	// counted, once, everywhere, and leave the light on as it was set (the
+	// parity alone would pass if every flip were lost). Each answer counts
+	// its own flip and shows the state the flips counted so far give.
+	converge(t, apps, 5*time.Second, "set on (a set is not a flip)", lightKey, func(s appState) bool {
+		return s.Lightbulb.On && s.Lightbulb.Flips == 0
+	})
 	var wg sync.WaitGroup
 	for _, a := range apps {
 		for range 25 {
 			wg.Go(func() {
-				if code := postTo(t, a.URL(), "/lightbulb", nil); code != http.StatusOK {
-					t.Errorf("flip on %s: %d", a.Name, code)
+				code, body := post(t, &http.Client{Timeout: 10 * time.Second}, a.URL()+"/lightbulb", nil)
+				var l lightJSON
+				if err := json.Unmarshal([]byte(body), &l); code != http.StatusOK || err != nil {
+					t.Errorf("flip on %s: %d %s", a.Name, code, body)
+				} else if l.Flips < 1 || l.Flips > 100 || l.On != (l.Flips%2 == 0) {
+					t.Errorf("flip on %s answered %s", a.Name, body)
 				}
 			})
 		}
 	}
 	wg.Wait()
-	took := converge(t, apps, 5*time.Second, "100 concurrent flips", lightKey, func(s appState) bool { return s.Lightbulb.On })
+	took := converge(t, apps, 5*time.Second, "100 concurrent flips", lightKey, func(s appState) bool {
+		return s.Lightbulb.Flips == 100 && s.Lightbulb.On
+	})
 	t.Logf("100 concurrent flips converged everywhere in %v", took)
 
 	// 3 messages through each instance at once: every region shows the same

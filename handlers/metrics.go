@@ -61,17 +61,14 @@ func (s *Server) registerMetrics(reg prometheus.Registerer, em *bus.Emitter) ech
 	reg.MustRegister(requests)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			err := next(c)
+			answer(c, next(c)) // the status sent, not the 200 before an error's answer
 			code := c.Response().Status
-			if he, ok := err.(*echo.HTTPError); ok && !c.Response().Committed {
-				code = he.Code
-			}
 			route := c.Path()
 			if route == "" {
 				route = "unmatched" // don't let arbitrary paths become label values
 			}
 			requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(code)).Inc()
-			return err
+			return nil
 		}
 	}
 }

@@ -63,6 +63,48 @@ func TestRedisStorePrimaryReplica(t *testing.T) {
 	})
 }
 
+// Flaw 8 across instances: toggles made at once through two instances of
+// one region (writing the same region's record) and one of another are all
+// counted, once, and every instance reads the same count and state.
+func TestRedisConcurrentFlipsAcrossInstances(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	stores := []*Redis{
+		openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Instance: "ams-1"}),
+		openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Instance: "ams-2"}),
+		openRedis(t, RedisConfig{URL: node.URL(), Region: "iad", Instance: "iad-1"}),
+	}
+	const each = 33 // 99 toggles in all: the light ends on
+	var wg sync.WaitGroup
+	for _, s := range stores {
+		for range each {
+			wg.Go(func() {
+				l, err := s.Switch(ctx, "flips", Switch{By: "AAAAAAAA", From: s.cfg.Region})
+				if err != nil {
+					t.Error(err)
+				} else if l.Flips < 1 || l.Flips > each*uint64(len(stores)) || l.On != (l.Flips%2 == 1) {
+					t.Errorf("a toggle through %s returned %+v", s.cfg.Region, l)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, s := range stores {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			snap, err := s.Snapshot(ctx, "flips", PartLight)
+			if err == nil && snap.Light.Flips == each*uint64(len(stores)) && snap.Light.On {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d toggles: %s reads flips %d, on %v (%v); want flips %d, on",
+					each*len(stores), s.cfg.Region, snap.Light.Flips, snap.Light.On, err, each*len(stores))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // crash stops a store the way kill -9 would: no goodbye, no more heartbeats.
 func crash(s *Redis) {
 	s.cancel()

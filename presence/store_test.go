@@ -53,20 +53,76 @@ func storeSuite(t *testing.T, open func(t *testing.T, region string) Store) {
 		}
 	})
 
-	// Flaw 8 of the original: two concurrent flips became one.
+	// Flaw 8 of the original: it read the state and wrote the opposite, so
+	// two concurrent flips became one. Every toggle is counted exactly once
+	// (the parity alone would pass a store that drops every other flip, or
+	// all of them), and a set in between gives the state asked for.
 	t.Run("concurrent flips all count", func(t *testing.T) {
 		s := open(t, "ams")
 		r := room("flips")
-		var wg sync.WaitGroup
-		for range 101 {
-			wg.Go(func() {
-				if _, err := s.Switch(ctx, r, Switch{}); err != nil {
-					t.Error(err)
-				}
-			})
+		// toggle makes n toggles at once, from a light with before flips in
+		// state from, and checks the Light each returns: it counts that
+		// toggle (and no more than were made) and is on as those flips make
+		// it.
+		toggle := func(n int, before uint64, from bool) {
+			t.Helper()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var most uint64
+			for range n {
+				wg.Go(func() {
+					l, err := s.Switch(ctx, r, Switch{By: "AAAAAAAA", From: "ams"})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if l.Flips <= before || l.Flips > before+uint64(n) || l.On != (from != ((l.Flips-before)%2 == 1)) {
+						t.Errorf("a toggle after %d flips (on: %v) returned %+v: want flips in (%d, %d] and the state they give",
+							before, from, l, before, before+uint64(n))
+					}
+					mu.Lock()
+					most = max(most, l.Flips)
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			if most != before+uint64(n) {
+				t.Errorf("%d toggles after %d flips: the last one returned %d flips, want %d", n, before, most, before+uint64(n))
+			}
 		}
-		wg.Wait()
-		eventually(t, s, r, func(snap Snapshot) bool { return snap.Light.On }) // 101 flips from off
+		// settled waits for reads to show the light as it must be now.
+		settled := func(what string, flips uint64, on bool) {
+			t.Helper()
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				snap, err := s.Snapshot(ctx, r, PartLight)
+				if err == nil && snap.Light.Flips == flips && snap.Light.On == on {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: reads show flips %d, on %v (%v); want flips %d, on %v",
+						what, snap.Light.Flips, snap.Light.On, err, flips, on)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		set := func(want bool, flips uint64) {
+			t.Helper()
+			l, err := s.Switch(ctx, r, Switch{Set: &want, By: "BBBBBBBB", From: "ams"})
+			if err != nil || l.On != want || l.Flips != flips {
+				t.Fatalf("set %v after %d flips: %+v, %v", want, flips, l, err)
+			}
+			settled(fmt.Sprintf("set %v", want), flips, want)
+		}
+
+		toggle(101, 0, false)
+		settled("101 concurrent toggles from off", 101, true)
+		set(false, 101) // a set is not a flip
+		toggle(100, 101, false)
+		settled("100 concurrent toggles after a set off", 201, false)
+		set(true, 201)
+		toggle(1, 201, true)
+		settled("a toggle after a set on", 202, false)
 	})
 
 	t.Run("feed newest first, capped", func(t *testing.T) {
