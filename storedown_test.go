@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +62,40 @@ func TestStoreDownAtStart(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the tab opened while the store was down never reached it: %q", keys)
+		}
+	}
+
+	// Losing the store and regaining it: logged once each, counted, and
+	// a write meanwhile is a 503 in the access log and the metrics.
+	if err := node.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, a.URL, http.StatusServiceUnavailable, 5*time.Second)
+	if code := postTo(t, a.URL, "/lightbulb", nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("a flip with the store lost: %d, want 503", code)
+	}
+	if err := node.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, a.URL, http.StatusOK, 15*time.Second)
+	logs := a.logs.String()
+	for _, line := range []string{"store lost", "store regained"} {
+		if n := strings.Count(logs, line); n != 1 {
+			t.Errorf("%q logged %d times, want once:\n%s", line, n, logs)
+		}
+	}
+	resp, err := http.Get(a.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`gp_store_events_total{kind="store_lost"} 1`, `gp_store_events_total{kind="store_regained"} 1`,
+		`gp_http_requests_total{code="503",method="POST",route="/lightbulb"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

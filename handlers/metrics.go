@@ -17,6 +17,26 @@ type StoreStats interface {
 	Resyncs() uint64
 }
 
+// StoreEventStats is what a store may report of its faults and recoveries
+// (the Redis store does): counts by kind, e.g. store_lost, resync.
+type StoreEventStats interface {
+	StoreEvents() map[string]uint64
+}
+
+// storeEvents exposes StoreEventStats as gp_store_events_total{kind}.
+type storeEvents struct {
+	src  StoreEventStats
+	desc *prometheus.Desc
+}
+
+func (c storeEvents) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c storeEvents) Collect(ch chan<- prometheus.Metric) {
+	for kind, n := range c.src.StoreEvents() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), kind)
+	}
+}
+
 // NewPropagationObserver registers the propagation-delay histogram and
 // returns the function a store calls with each delay it measures.
 func NewPropagationObserver(reg prometheus.Registerer) func(region string, d time.Duration) {
@@ -54,6 +74,10 @@ func (s *Server) registerMetrics(reg prometheus.Registerer, em *bus.Emitter) ech
 			counter("gp_store_reconnects_total", "Store subscriptions re-established.", st.Reconnects),
 			counter("gp_store_resyncs_total", "Full re-reads of the store.", st.Resyncs),
 		)
+	}
+	if st, ok := s.cfg.Store.(StoreEventStats); ok {
+		reg.MustRegister(storeEvents{st, prometheus.NewDesc("gp_store_events_total",
+			"Store faults and recoveries by kind: store_connected, store_lost, store_regained, resync, restore.", []string{"kind"}, nil)})
 	}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gp_http_requests_total", Help: "HTTP requests by route and status.",

@@ -82,11 +82,7 @@ func (h *health) verdict(now time.Time) error {
 
 // Ready implements Store: subscribed, the nodes answer and are in sync, the
 // subscription carries our own pings, and no re-read is pending.
-func (s *Redis) Ready(context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.health.verdict(time.Now())
-}
+func (s *Redis) Ready(context.Context) error { return s.judge(time.Now()) }
 
 // writable fails fast while the node writes go to is unreachable or out of
 // sync: a write to an empty, unsynced KeyDB node would overwrite its peers'
@@ -172,15 +168,29 @@ func (s *Redis) pollHealth() {
 	case write.ok && !prevWrite.ok && prevWrite.runID != "":
 		h.doubt("the primary is back", true)
 	}
+	s.mu.Unlock()
+	_ = s.judge(now)
+}
+
+// judge returns the verdict and, when it changed, logs and counts that
+// once. Every place that may see the change calls it: the poller, the end
+// of a recovery, and Ready itself.
+func (s *Redis) judge(now time.Time) error {
+	s.mu.Lock()
+	h := &s.health
 	verdict := h.verdict(now)
 	changed := (verdict == nil) != h.live
-	if changed {
-		h.live = verdict == nil
-		s.faults.add(map[bool]string{true: "store_regained", false: "store_lost"}[h.live])
-	}
 	since, first := now.Sub(h.liveSince), h.liveSince.IsZero()
 	if changed {
-		h.liveSince = now
+		h.live, h.liveSince = verdict == nil, now
+		switch {
+		case first:
+			s.faults.add("store_connected")
+		case h.live:
+			s.faults.add("store_regained")
+		default:
+			s.faults.add("store_lost")
+		}
 	}
 	s.mu.Unlock()
 	switch {
@@ -191,6 +201,7 @@ func (s *Redis) pollHealth() {
 	case changed:
 		s.log.Warn("store lost: not ready; serving the last state read", "reason", verdict.Error())
 	}
+	return verdict
 }
 
 // pollNode reads a node's identity and replication state.
@@ -269,6 +280,7 @@ func (s *Redis) recover() {
 		s.log.Warn("re-reading the store failed; retrying", "cause", cause, "err", err)
 		return
 	}
+	_ = s.judge(time.Now())
 	s.faults.add("resync")
 	if restore {
 		s.faults.add("restore")
