@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"globalpresence/internal/netproxy"
 	"globalpresence/internal/redisnode"
 )
 
@@ -334,5 +336,90 @@ func TestRedisWritesFailFastWhileDown(t *testing.T) {
 	// write timeout.
 	if took := time.Since(start); took > writeTimeout/4 {
 		t.Fatalf("a switch with the store known down took %v", took)
+	}
+}
+
+// lowestTabs samples the tabs s shows until stop is closed and returns the
+// fewest seen: what its streams would have been shown at worst.
+func lowestTabs(s Store, room string, stop <-chan struct{}) <-chan int {
+	out := make(chan int, 1)
+	go func() {
+		least := tabsIn(s, room)
+		for {
+			select {
+			case <-stop:
+				out <- least
+				return
+			case <-time.After(2 * time.Millisecond):
+				least = min(least, tabsIn(s, room))
+			}
+		}
+	}()
+	return out
+}
+
+// An outage or partition longer than the tabs' TTL does not empty the room
+// for the instance cut off: it keeps showing what it last read (and its
+// own tabs), and after the heal nobody dips while instances re-announce.
+// Its peer, which stayed connected, rightly drops the cut-off instance's
+// tabs, and gets them back within two seconds of the heal.
+func TestRedisOutageLongerThanTheTTL(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	link, err := netproxy.Start("127.0.0.1:0", node.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = link.Close() })
+	ctx := context.Background()
+	ttl := RedisConfig{TTL: time.Second, Heartbeat: 300 * time.Millisecond}
+	a, b := ttl, ttl
+	a.URL, a.Region = node.URL(), "ams"
+	b.URL, b.Region = "redis://"+link.Addr()+"/0", "syd"
+	ams, syd := openRedis(t, a), openRedis(t, b)
+	for i, s := range []*Redis{ams, syd} {
+		if err := s.Join(ctx, "home", Tab{ID: fmt.Sprint("t", i), User: UserID(fmt.Sprint("U", i)), Region: s.cfg.Region, Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitTabs(t, ams, "home", 2, 5*time.Second)
+	waitTabs(t, syd, "home", 2, 5*time.Second)
+
+	// syd cut off for three TTLs.
+	stop := make(chan struct{})
+	least := lowestTabs(syd, "home", stop)
+	link.Cut()
+	eventually(t, 3*time.Second, "syd not ready while cut off", func() bool { return syd.Ready(ctx) != nil })
+	waitTabs(t, ams, "home", 1, 5*time.Second) // syd's tab expired for ams
+	time.Sleep(2 * time.Second)
+	link.Restore()
+	waitReady(t, syd)
+	healed := time.Now()
+	waitTabs(t, ams, "home", 2, 2*time.Second)
+	t.Logf("ams shows syd's tab again %v after syd is ready", time.Since(healed).Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+	close(stop)
+	if n := <-least; n != 2 {
+		t.Fatalf("syd showed %d tabs at worst during and after its cut, want 2", n)
+	}
+
+	// The whole store down for three TTLs, restarted with its data: both
+	// keep showing both tabs throughout.
+	stop = make(chan struct{})
+	lows := []<-chan int{lowestTabs(ams, "home", stop), lowestTabs(syd, "home", stop)}
+	if err := node.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := node.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ams)
+	waitReady(t, syd)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	for i, low := range lows {
+		if n := <-low; n != 2 {
+			t.Fatalf("instance %d showed %d tabs at worst through the outage, want 2", i, n)
+		}
 	}
 }

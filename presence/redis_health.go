@@ -28,6 +28,19 @@ const (
 	echoLimit = 2500 * time.Millisecond
 )
 
+// trustAbsence tells whether an instance missing from the store (expired,
+// deleted, not found) has really gone: only while this instance is live and
+// past the grace after its own outage.
+func (s *Redis) trustAbsence() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.trustAbsenceLocked(time.Now())
+}
+
+func (s *Redis) trustAbsenceLocked(now time.Time) bool {
+	return s.health.verdict(now) == nil && now.After(s.health.graceUntil)
+}
+
 // nodeState is what the last poll of one node said.
 type nodeState struct {
 	ok     bool   // reachable and in sync: what it serves is complete
@@ -50,9 +63,13 @@ type health struct {
 	cause                 string // of the pending resync, for the log
 	gen                   uint64 // bumped by every new cause
 	recovering            bool
-	live                  bool // the last verdict, to log changes once
-	liveSince             time.Time
-	err                   error
+	// graceUntil: after an outage, instances missing from the store may
+	// be missing only because they were cut off too; until then their
+	// absence is not taken as their end.
+	graceUntil time.Time
+	live       bool // the last verdict, to log changes once
+	liveSince  time.Time
+	err        error
 }
 
 // doubt records a reason to re-read (and maybe restore) everything.
@@ -119,17 +136,20 @@ func (s *Redis) watchHealth() {
 		s.pollHealth()
 		s.mu.Lock()
 		h := &s.health
-		if !h.resyncDue && time.Since(lastResync) > s.cfg.Resync {
-			h.doubt("periodic safety re-read", false) // hints may have been lost unnoticed
-		}
 		start := h.resyncDue && !h.recovering && h.subscribed && h.read.ok && h.write.ok
+		periodic := !h.resyncDue && time.Since(lastResync) > s.cfg.Resync
 		if start {
 			h.recovering = true
+		}
+		if start || periodic {
 			lastResync = time.Now()
 		}
 		s.mu.Unlock()
-		if start {
+		switch {
+		case start:
 			s.enqueue(s.recover)
+		case periodic: // a safety net for hints lost unnoticed; stays ready
+			s.enqueue(func() { _ = s.resyncAll() })
 		}
 		select {
 		case <-s.ctx.Done():
@@ -274,6 +294,7 @@ func (s *Redis) recover() {
 	s.health.recovering = false
 	if err == nil && s.health.gen == gen {
 		s.health.resyncDue, s.health.restoreDue = false, false
+		s.health.graceUntil = time.Now().Add(s.cfg.TTL + s.cfg.Heartbeat)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -285,9 +306,7 @@ func (s *Redis) recover() {
 	if restore {
 		s.faults.add("restore")
 	}
-	if cause != "periodic safety re-read" {
-		s.log.Info("re-read the store", "cause", cause, "restored", restore, "ms", time.Since(start).Milliseconds())
-	}
+	s.log.Info("re-read the store", "cause", cause, "restored", restore, "ms", time.Since(start).Milliseconds())
 }
 
 func (s *Redis) pingChannel() string { return pingPrefix + s.inst }

@@ -159,8 +159,11 @@ func (s *Redis) handleKeyspace(key, event string) {
 	}
 	switch kind {
 	case "tabs":
-		// A crashed instance's tabs expire: everyone drops them at once.
-		s.dropInstance(room, owner)
+		// A crashed instance's tabs expire: everyone drops them at once,
+		// unless this instance cannot tell a crash from its own outage.
+		if s.trustAbsence() {
+			s.dropInstance(room, owner)
+		}
 	case "light", "feed":
 		// Deleted behind our back (FLUSHALL or DEL by hand): write back
 		// what this instance holds.
@@ -297,9 +300,10 @@ func (s *Redis) reread(room, inst string) {
 		s.mu.Unlock()
 		return
 	}
-	if it := decodeTabs(h); it != nil {
+	switch it := decodeTabs(h); {
+	case it != nil:
 		r.insts[inst] = it
-	} else {
+	case s.trustAbsenceLocked(time.Now()):
 		delete(r.insts, inst)
 	}
 	s.mu.Unlock()
@@ -432,6 +436,7 @@ func (s *Redis) resyncAll() error {
 				r.regions[g] = true
 			}
 			r.merge(old.content, feedKeep)
+			keepMissing(r, old, s.trustAbsenceLocked(time.Now()))
 		}
 		s.rooms[room] = r
 		s.mu.Unlock()
@@ -439,6 +444,22 @@ func (s *Redis) resyncAll() error {
 	}
 	s.notify(Change{Parts: AllParts})
 	return failed
+}
+
+// keepMissing carries over into a fresh reading the instances it lacks but
+// old had, when their absence cannot be trusted: they get a TTL to show up
+// (checkSilent re-reads them then), so a room never empties because this
+// instance, not theirs, was cut off.
+func keepMissing(r, old *redisRoom, trusted bool) {
+	if trusted {
+		return
+	}
+	for inst, it := range old.insts {
+		if r.insts[inst] == nil {
+			it.lastSeen = time.Now()
+			r.insts[inst] = it
+		}
+	}
 }
 
 // restoreAll writes back everything this instance holds that the store may
