@@ -213,6 +213,9 @@ func (s *Redis) judge(now time.Time) error {
 		}
 	}
 	s.mu.Unlock()
+	if changed {
+		s.notify(Change{Parts: PartStatus}) // every room's streams are told
+	}
 	switch {
 	case changed && first:
 		s.log.Info("store connected: serving live state")
@@ -294,7 +297,9 @@ func (s *Redis) recover() {
 	s.health.recovering = false
 	if err == nil && s.health.gen == gen {
 		s.health.resyncDue, s.health.restoreDue = false, false
-		s.health.graceUntil = time.Now().Add(s.cfg.TTL + s.cfg.Heartbeat)
+		if !s.health.liveSince.IsZero() { // an outage, not the first connection
+			s.health.graceUntil = time.Now().Add(s.cfg.TTL + s.cfg.Heartbeat)
+		}
 	}
 	s.mu.Unlock()
 	if err != nil {

@@ -25,7 +25,8 @@ const (
 	PartMessages
 	PartPresence
 	PartLatency // propagation delays from other regions
-	AllParts    = PartLight | PartMessages | PartPresence | PartLatency
+	PartStatus  // whether what is served is live (same for every room)
+	AllParts    = PartLight | PartMessages | PartPresence | PartLatency | PartStatus
 )
 
 // Change tells watchers that parts of a room may have changed; Snapshot has
@@ -43,6 +44,15 @@ type Snapshot struct {
 	Messages []Message    `json:"messages"`
 	Regions  []RegionView `json:"regions"`
 	Latency  []Latency    `json:"latency"`
+	Status   Status       `json:"status"`
+}
+
+// Status says whether a snapshot is live. While the store is lost, the
+// last state read is served, marked as not live, so that pages can say
+// "reconnecting…" instead of showing it as current.
+type Status struct {
+	Live   bool   `json:"live"`
+	Reason string `json:"reason,omitempty"` // why not live
 }
 
 // Store keeps the shared state of every room. A Store belongs to one app

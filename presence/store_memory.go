@@ -89,7 +89,7 @@ func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
 func (m *Memory) Snapshot(_ context.Context, room string, parts Part) (Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	snap := Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}, Latency: []Latency{}}
+	snap := Snapshot{Room: room, Messages: []Message{}, Regions: []RegionView{}, Latency: []Latency{}, Status: Status{Live: true}}
 	r := m.rooms[room]
 	if r == nil {
 		return snap, nil

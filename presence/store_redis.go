@@ -451,6 +451,11 @@ func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot
 		snap.Regions = GroupTabs(tabs) // outside the lock: large rooms take a while
 	}
 	snap.Latency = s.lat.report()
+	if err := s.judge(time.Now()); err != nil {
+		snap.Status.Reason = err.Error()
+	} else {
+		snap.Status.Live = true
+	}
 	return snap, nil
 }
 
