@@ -13,7 +13,9 @@ import (
 // Presence churn reaches each client coalesced: at most one presence update
 // per -coalesce interval, however many tabs open and close.
 func TestPresenceChurnIsCoalesced(t *testing.T) {
-	a := startApp(t, nil, "-coalesce", "200ms", "-streams-per-client", "100")
+	// Closed streams are counted until the hub notices them (within a second),
+	// so the per-address cap must allow for a second of churn.
+	a := startApp(t, nil, "-coalesce", "200ms", "-streams-per-client", "5000")
 	watcher := openStream(t, a.URL, nil, "/events?format=json")
 	watcher.waitFor(t, "tabs", func(string) bool { return true })
 
