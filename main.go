@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&limits.LightBurst, "lightbulb-burst", 10, "lightbulb switches allowed at once")
 	fs.IntVar(&limits.StreamsPerClient, "streams-per-client", 20, "concurrent streams per client address")
 	fs.IntVar(&limits.MaxStreams, "max-streams", 19000, "concurrent streams on this instance")
+	retention := fs.Duration("room-retention", 7*24*time.Hour, "delete a room from the store once nobody has used it for this long (Redis/KeyDB)")
 	trustProxy := fs.Bool("trust-proxy", getenv("TRUST_PROXY") == "true",
 		"believe Fly-Client-IP, X-Forwarded-For and X-Forwarded-Proto (only behind a proxy that sets them; env TRUST_PROXY=true)")
 	if err := fs.Parse(args); err != nil {
@@ -69,7 +70,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, storeName, err := openStore(getenv, region, log, handlers.NewPropagationObserver(metrics))
+	store, storeName, err := openStore(getenv, presence.RedisConfig{
+		Region: region, Retention: *retention, OnLatency: handlers.NewPropagationObserver(metrics), Log: log,
+	})
 	if err != nil {
 		return err
 	}
@@ -130,23 +133,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // openStore picks the backend: Redis/KeyDB when REDIS_URL is set, else the
 // embedded memory store. The name it returns is safe to print (no password).
-func openStore(getenv func(string) string, region string, log *slog.Logger, onLatency func(string, time.Duration)) (presence.Store, string, error) {
-	url := getenv("REDIS_URL")
-	if url == "" {
-		return presence.NewMemory(region), "memory", nil
+func openStore(getenv func(string) string, cfg presence.RedisConfig) (presence.Store, string, error) {
+	cfg.URL = getenv("REDIS_URL")
+	if cfg.URL == "" {
+		return presence.NewMemory(cfg.Region), "memory", nil
 	}
-	instance := getenv("FLY_ALLOC_ID")
-	if instance == "" {
-		instance = region
+	cfg.WriteURL = getenv("REDIS_WRITE_URL")
+	if cfg.Instance = getenv("FLY_ALLOC_ID"); cfg.Instance == "" {
+		cfg.Instance = cfg.Region
 	}
-	s, err := presence.NewRedis(presence.RedisConfig{
-		URL:       url,
-		WriteURL:  getenv("REDIS_WRITE_URL"),
-		Region:    region,
-		Instance:  instance,
-		OnLatency: onLatency,
-		Log:       log,
-	})
+	s, err := presence.NewRedis(cfg)
 	if err != nil {
 		return nil, "", err
 	}

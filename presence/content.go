@@ -54,3 +54,35 @@ func (c content) clocks(fn func(HLC)) {
 		}
 	}
 }
+
+// lacks tells whether o holds anything c does not: a record further on, or
+// a message that would be among the newest keep of its region.
+func (c content) lacks(o content, keep int) bool {
+	for g, rec := range o.lights {
+		if JoinLight(c.lights[g], rec) != c.lights[g] {
+			return true
+		}
+	}
+	for g, feed := range o.feeds {
+		have := make(map[string]bool, len(c.feeds[g]))
+		for _, m := range c.feeds[g] {
+			have[m.ID] = true
+		}
+		for _, m := range feed {
+			if !have[m.ID] && (len(c.feeds[g]) < keep || newer(m, oldest(c.feeds[g]))) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func oldest(feed []Message) Message {
+	o := feed[0]
+	for _, m := range feed[1:] {
+		if newer(o, m) {
+			o = m
+		}
+	}
+	return o
+}

@@ -26,6 +26,9 @@ const (
 	// means the path from the write node to this subscriber is broken (a
 	// black-holed link keeps a replica "up" for a minute).
 	echoLimit = 2500 * time.Millisecond
+	// sweepEvery is how often idle rooms are forgotten and unused ones
+	// retired: a constant cost, whatever the number of rooms.
+	sweepEvery = 10 * time.Second
 )
 
 // trustAbsence tells whether an instance missing from the store (expired,
@@ -131,7 +134,7 @@ func (s *Redis) watchHealth() {
 	defer s.wg.Done()
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
-	lastResync := time.Now()
+	lastResync, lastSweep := time.Now(), time.Now()
 	for {
 		s.pollHealth()
 		s.mu.Lock()
@@ -151,6 +154,11 @@ func (s *Redis) watchHealth() {
 		case periodic: // a safety net for hints lost unnoticed; stays ready
 			s.enqueue(func() { _ = s.resyncAll() })
 		}
+		if time.Since(lastSweep) > sweepEvery {
+			lastSweep = time.Now()
+			s.enqueue(s.forgetIdle)
+			s.retire()
+		}
 		select {
 		case <-s.ctx.Done():
 			return
@@ -168,9 +176,7 @@ func (s *Redis) pollHealth() {
 	if s.write != s.read {
 		write = s.pollNode(s.write, prevWrite)
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, pollTimeout)
-	_ = s.write.Do(ctx, s.write.B().Publish().Channel(s.pingChannel()).Message("ping").Build()).Error()
-	cancel()
+	s.beat()
 
 	now := time.Now()
 	s.mu.Lock()
@@ -298,7 +304,10 @@ func (s *Redis) recover() {
 	if err == nil && s.health.gen == gen {
 		s.health.resyncDue, s.health.restoreDue = false, false
 		if !s.health.liveSince.IsZero() { // an outage, not the first connection
-			s.health.graceUntil = time.Now().Add(s.cfg.TTL + s.cfg.Heartbeat)
+			grace := s.cfg.TTL + 2*pollEvery
+			s.health.graceUntil = time.Now().Add(grace)
+			// Then whoever is still missing has really gone.
+			time.AfterFunc(grace+pollEvery, func() { s.enqueue(func() { _ = s.resyncAll() }) })
 		}
 	}
 	s.mu.Unlock()

@@ -4,31 +4,40 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
-// Key layout. Every key is owned by one writer, so KeyDB's multi-master
-// last-write-wins can never drop a write and replicas never disagree:
+// Key layout (presence/PROTOCOL.md tells who writes each and what every
+// fault does to them). Every record is owned by one writer, so KeyDB's
+// multi-master last-write-wins can never drop a write:
 //
-//	gp:<room>:light:<region>  hash  flips, last_hlc, last, set_hlc, set — that region's lightbulb record
-//	gp:<room>:feed:<region>   list  that region's newest messages (JSON), appended only by it
-//	gp:<room>:tabs:<inst>     hash  tab id → tab JSON, plus _seq; TTL renewed by the instance's heartbeat
-//	gp:<room>:regions         set   regions that wrote to the room (SADD only: merges under any replication)
-//	gp:<room>:op:<id>         string  an applied switch or message, kept opKeep: a retry applies nothing
+//	gp:<room>:light:<region>  hash    flips, last_hlc, last, set_hlc, set: that region's lightbulb record
+//	gp:<room>:feed:<region>   list    that region's newest messages (JSON), appended only by it
+//	gp:<room>:tabs:<inst>     hash    tab id → tab JSON, plus _seq: that instance's tabs in the room
+//	gp:<room>:regions         set     regions that wrote to the room    (SADD only: merges under
+//	gp:<room>:insts           set     instances with tabs in the room    any replication)
+//	gp::inst:<inst>           string  the instance's region, with a TTL its beat renews: it is alive
+//	gp::rooms:<inst>          set     rooms the instance has tabs in, for reaping it
+//	gp::rooms                 zset    room → when last used (ms), for retention
+//	gp::op:<id>               string  an applied switch or message, kept opKeep: a retry applies nothing
 //
-// Room, region and instance names never contain ':' (see ValidRoom).
+// Room names never contain ':' (see ValidRoom), so "gp::" is never a room.
 const (
 	keyPrefix = "gp:"
-	// eventsChannel carries change hints and presence deltas from every
-	// instance. Pub/sub is fire-and-forget: everything on it is a hint that
-	// a re-read can replace.
-	eventsChannel = "gp:events"
+	// instPrefix + instance is the instance's liveness key.
+	instPrefix = "gp::inst:"
+	// roomsPrefix + instance lists the instance's rooms; roomsKey is the
+	// index of every room by last use.
+	roomsPrefix = "gp::rooms:"
+	roomsKey    = "gp::rooms"
+	// roomChannelPrefix + room carries that room's announcements: an
+	// instance subscribes only to the rooms it serves. Pub/sub is
+	// fire-and-forget: everything on it is a hint a re-read can replace.
+	roomChannelPrefix = "gp:room:"
 	// pingPrefix + instance is the channel an instance pings itself on,
 	// through the write node, to know its subscription still hears it.
 	pingPrefix = "gp:ping:"
-	// keyspaceFlags are the notifications needed: generic (del, expire)
-	// and expired, to see instances' presence vanish. Writes are announced on
-	// eventsChannel, which carries who and when.
+	// keyspaceFlags are the notifications needed: generic (del) and
+	// expired, to see an instance's liveness key vanish.
 	keyspaceFlags = "Kgx"
 )
 
@@ -36,24 +45,15 @@ func lightKey(room, region string) string { return keyPrefix + room + ":light:" 
 func feedKey(room, region string) string  { return keyPrefix + room + ":feed:" + region }
 func tabsKey(room, inst string) string    { return keyPrefix + room + ":tabs:" + inst }
 func regionsKey(room string) string       { return keyPrefix + room + ":regions" }
-func opKey(room, id string) string        { return keyPrefix + room + ":op:" + id }
+func instsKey(room string) string         { return keyPrefix + room + ":insts" }
+func instKey(inst string) string          { return instPrefix + inst }
+func instRoomsKey(inst string) string     { return roomsPrefix + inst }
+func opKey(id string) string              { return "gp::op:" + id }
+func roomChannel(room string) string      { return roomChannelPrefix + room }
 
-// parseKey splits a key into room, kind (light, feed, tabs) and owner.
-func parseKey(key string) (room, kind, owner string, ok bool) {
-	rest, found := strings.CutPrefix(key, keyPrefix)
-	if !found {
-		return "", "", "", false
-	}
-	parts := strings.Split(rest, ":")
-	if len(parts) != 3 {
-		return "", "", "", false
-	}
-	return parts[0], parts[1], parts[2], true
-}
-
-// wire is a message on eventsChannel.
+// wire is a message on a room's channel.
 type wire struct {
-	Type   string `json:"t"` // light, say, join, leave, beat, bye
+	Type   string `json:"t"` // light, say, join, leave, tabs (a rewrite)
 	Room   string `json:"r"`
 	Region string `json:"g,omitempty"`
 	Inst   string `json:"i,omitempty"`

@@ -11,8 +11,9 @@ import (
 // down, the room is served as it was.
 type redisRoom struct {
 	content
-	regions map[string]bool
-	insts   map[string]*instTabs
+	regions  map[string]bool
+	insts    map[string]*instTabs
+	lastUsed time.Time // asked for by a local stream (see forgetIdle)
 }
 
 func newRedisRoom() *redisRoom {

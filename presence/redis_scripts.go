@@ -23,6 +23,10 @@ var (
 	restoreLua string
 	//go:embed lua/mergefeed.lua
 	mergeFeedLua string
+	//go:embed lua/reap.lua
+	reapLua string
+	//go:embed lua/retire.lua
+	retireLua string
 
 	switchScript    = rueidis.NewLuaScript(switchLua)
 	sayScript       = rueidis.NewLuaScript(sayLua)
@@ -30,4 +34,6 @@ var (
 	beatScript      = rueidis.NewLuaScript(beatLua)
 	restoreScript   = rueidis.NewLuaScript(restoreLua)
 	mergeFeedScript = rueidis.NewLuaScript(mergeFeedLua)
+	reapScript      = rueidis.NewLuaScript(reapLua)
+	retireScript    = rueidis.NewLuaScript(retireLua)
 )

@@ -25,9 +25,10 @@ type RedisConfig struct {
 	WriteURL  string        // optional primary for writes; "" writes to URL (KeyDB multi-master)
 	Region    string        // this app region
 	Instance  string        // this instance's name (FLY_ALLOC_ID); a per-process suffix is added
-	TTL       time.Duration // how long an instance's tabs outlive its last heartbeat (6 s)
-	Heartbeat time.Duration // heartbeat period (TTL/3)
+	TTL       time.Duration // how long an instance outlives its last heartbeat (6 s)
 	Resync    time.Duration // full re-read period, a safety net for lost hints (30 s)
+	RoomIdle  time.Duration // a room no local stream asked for this long is forgotten here (1 min)
+	Retention time.Duration // a room nobody used this long is deleted from the store (7 days)
 	// MaxSkew bounds how far ahead of this machine's clock a remote
 	// timestamp may pull the hybrid logical clock (6 h).
 	MaxSkew time.Duration
@@ -80,6 +81,8 @@ type Redis struct {
 	skewLogged atomic.Int64   // when a clock far ahead was last logged, unix ns
 
 	mu     sync.Mutex
+	sub    rueidis.DedicatedClient // the subscription, nil while there is none
+	beaten bool                    // a beat has reached the store
 	rooms  map[string]*redisRoom
 	mine   map[string]map[string]Tab // room → this instance's own tabs
 	mySeq  map[string]uint64         // room → last sequence this instance published
@@ -96,8 +99,11 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 6 * time.Second
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = cfg.TTL / 3
+	if cfg.RoomIdle <= 0 {
+		cfg.RoomIdle = time.Minute
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 7 * 24 * time.Hour
 	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = 30 * time.Second
@@ -152,10 +158,9 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		health: health{err: errors.New("not subscribed yet"), read: nodeState{why: "not polled yet"}, write: nodeState{why: "not polled yet"}},
 	}
 	s.enableNotifications(ctx)
-	s.wg.Add(4)
+	s.wg.Add(3)
 	go s.worker()
 	go s.subscribe()
-	go s.heartbeat()
 	go s.watchHealth()
 	return s, nil
 }
@@ -236,8 +241,8 @@ func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, erro
 // the records it answers. For "clock", records holds only the newest set.
 func (s *Redis) runSwitch(ctx context.Context, room, mode, op string, now HLC, stamp, set string) (string, map[string]LightRecord, error) {
 	hint := wire{Type: "light", Room: room, Wall: s.now().UnixNano()}.opened()
-	args := []string{s.cfg.Region, mode, hlcHex(now), stamp, set, eventsChannel, hint,
-		strconv.FormatInt(opKeep.Milliseconds(), 10), lightKey(room, "")}
+	args := []string{s.cfg.Region, mode, hlcHex(now), stamp, set, roomChannel(room), hint,
+		strconv.FormatInt(opKeep.Milliseconds(), 10), lightKey(room, ""), room, strconv.FormatInt(s.now().UnixMilli(), 10)}
 	s.mu.Lock()
 	if r := s.rooms[room]; r != nil {
 		for g, rec := range r.lights {
@@ -245,7 +250,7 @@ func (s *Redis) runSwitch(ctx context.Context, room, mode, op string, now HLC, s
 		}
 	}
 	s.mu.Unlock()
-	res, err := s.exec(ctx, switchScript, []string{lightKey(room, s.cfg.Region), opKey(room, op), regionsKey(room)}, args).ToArray()
+	res, err := s.exec(ctx, switchScript, []string{lightKey(room, s.cfg.Region), opKey(op), regionsKey(room), roomsKey}, args).ToArray()
 	if err != nil {
 		return "", nil, err
 	}
@@ -316,15 +321,20 @@ func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	msg := NewMessage(s.clock.Now(), s.cfg.Region, p)
-	b, _ := json.Marshal(msg)
-	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: s.now().UnixNano(), Msg: &msg}.encode()
-	err := s.exec(ctx, sayScript, []string{feedKey(room, s.cfg.Region), opKey(room, msg.ID), regionsKey(room)},
-		[]string{string(b), strconv.Itoa(feedKeep), eventsChannel, hint, strconv.FormatInt(opKeep.Milliseconds(), 10), s.cfg.Region}).Error()
-	if err != nil {
+	if err := s.say(ctx, room, msg); err != nil {
 		return Message{}, s.unavailable(err)
 	}
 	s.learnMessage(room, msg)
 	return msg, nil
+}
+
+// say stores and announces a message; storing it again does nothing.
+func (s *Redis) say(ctx context.Context, room string, msg Message) error {
+	b, _ := json.Marshal(msg)
+	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: s.now().UnixNano(), Msg: &msg}.encode()
+	return s.exec(ctx, sayScript, []string{feedKey(room, s.cfg.Region), opKey(msg.ID), regionsKey(room), roomsKey},
+		[]string{string(b), strconv.Itoa(feedKeep), roomChannel(room), hint, strconv.FormatInt(opKeep.Milliseconds(), 10),
+			s.cfg.Region, room, strconv.FormatInt(s.now().UnixMilli(), 10)}).Error()
 }
 
 // Join implements Store: one script call, O(1) whatever the room's size.
@@ -377,13 +387,13 @@ func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w w
 	s.mu.Lock()
 	last := s.mySeq[room]
 	s.mu.Unlock()
-	seq, err := s.exec(ctx, tabScript, []string{tabsKey(room, s.inst)}, []string{
-		tabID, tabJSON, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10),
-		eventsChannel, w.seqTemplate(), "}", strconv.FormatUint(last, 10),
+	seq, err := s.exec(ctx, tabScript, s.tabKeys(room), []string{
+		tabID, tabJSON, roomChannel(room), w.seqTemplate(), "}", strconv.FormatUint(last, 10),
+		s.inst, room, strconv.FormatInt(s.now().UnixMilli(), 10),
 	}).AsInt64()
 	if err == nil && seq < 0 {
-		// Our hash expired or was lost: this one change would leave
-		// our other tabs missing, so write them all.
+		// Our hash was reaped or lost: this one change would leave our
+		// other tabs missing, so write them all.
 		err = s.rewriteTabsLocked(ctx, room)
 	}
 	if err != nil {
@@ -539,31 +549,16 @@ func (s *Redis) unavailable(err error) error {
 // Close implements Store: this instance's tabs leave everywhere at once
 // (not after the TTL), then the connections close.
 func (s *Redis) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	s.cancel() // from here on Join fails and Leave is a no-op
 	s.mu.Lock()
-	rooms := make([]string, 0, len(s.mine))
-	for room := range s.mine {
-		rooms = append(rooms, room)
-	}
 	s.mine = map[string]map[string]Tab{}
 	s.mu.Unlock()
-	var cmds rueidis.Commands
-	for _, room := range rooms {
-		cmds = append(cmds,
-			s.write.B().Del().Key(tabsKey(room, s.inst)).Build(),
-			s.write.B().Publish().Channel(eventsChannel).Message(
-				wire{Type: "bye", Room: room, Region: s.cfg.Region, Inst: s.inst}.encode()).Build())
-	}
-	var err error
-	for _, res := range s.write.DoMulti(ctx, cmds...) {
-		err = errors.Join(err, res.Error())
-	}
+	// Deleting the liveness key tells every instance at once.
+	s.reap(s.inst, true)
 	s.wg.Wait()
 	s.read.Close()
 	if s.write != s.read {
 		s.write.Close()
 	}
-	return err
+	return nil
 }

@@ -1,14 +1,14 @@
--- beat.lua: renew an instance's presence in a room and announce its current
--- sequence, so a receiver that missed a delta notices within one beat.
+-- beat.lua: an instance's heartbeat, one per instance whatever its rooms:
+-- renew its liveness key, and ping itself through its subscription.
 --
--- KEYS[1]  the instance's tabs key
--- ARGV[1]  TTL, ms
--- ARGV[2]  announcement channel
--- ARGV[3]  announcement JSON up to the sequence number
--- ARGV[4]  announcement JSON after it
+-- KEYS[1]  the instance's liveness key   gp::inst:<inst>
+-- ARGV[1]  the instance's region
+-- ARGV[2]  TTL, ms
+-- ARGV[3]  the instance's ping channel
 --
--- Returns the sequence, or -1 when the hash is gone: the caller rewrites it.
-if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return -1 end
-local seq = redis.call('HGET', KEYS[1], '_seq') or '0'
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. seq .. ARGV[4])
-return tonumber(seq)
+-- Returns 1, or 0 when the key was gone: the instance was taken for dead
+-- (and its tabs reaped), or the store lost it; the caller rewrites its tabs.
+local alive = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'ping')
+return alive

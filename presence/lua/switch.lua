@@ -3,18 +3,21 @@
 -- record, apply, announce, answer.
 --
 -- KEYS[1]  the region's light key   gp:<room>:light:<region>
--- KEYS[2]  the operation's key      gp:<room>:op:<op id>  (idempotency)
+-- KEYS[2]  the operation's key      gp::op:<op id>  (idempotency)
 -- KEYS[3]  the room's region index  gp:<room>:regions     (SADD only)
+-- KEYS[4]  the index of rooms by last use   gp::rooms
 -- ARGV[1]  this region
 -- ARGV[2]  'flip', 'set', or 'merge' (only bring the records up to date)
 -- ARGV[3]  the operation's clock, 16 hex digits (string order = time order)
 -- ARGV[4]  stamp JSON (who, from where, when)
 -- ARGV[5]  for 'set', the set's JSON opened before its base: {"hlc":N,"on":B,"base":
--- ARGV[6]  announcement channel
+-- ARGV[6]  the room's channel
 -- ARGV[7]  announcement JSON opened for the region and record: {"t":"light",...,
 -- ARGV[8]  how long the operation's key is kept, ms
 -- ARGV[9]  prefix of the room's light keys   gp:<room>:light:
--- ARGV[10..] the records the caller holds, six values each: region, flips,
+-- ARGV[10] the room
+-- ARGV[11] now, unix ms (the room's last use)
+-- ARGV[12..] the records the caller holds, six values each: region, flips,
 --          last_hlc, last, set_hlc, set ('' for an absent register). A store
 --          that lost them (restarted empty) gets them back before the
 --          switch applies, so no flip or set made before is undone.
@@ -35,7 +38,7 @@ end
 
 add(ARGV[1])
 for _, g in ipairs(redis.call('SMEMBERS', KEYS[3])) do add(g) end
-for i = 10, #ARGV, 6 do
+for i = 12, #ARGV, 6 do
   local g, key = ARGV[i], ARGV[9] .. ARGV[i]
   add(g)
   local cur = redis.call('HMGET', key, 'flips', 'last_hlc', 'set_hlc')
@@ -75,6 +78,7 @@ if not done then
   end
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[8])
   redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('ZADD', KEYS[4], ARGV[11], ARGV[10])
   announce(ARGV[1])
 end
 
