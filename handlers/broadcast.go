@@ -51,7 +51,7 @@ func (b *Broadcaster) Stats() BroadcastStats {
 
 type roomState struct {
 	conns  int
-	parts  map[string]framed // latest render of light, regions, messages
+	parts  map[string]framed // latest render of status, light, regions, messages, latency
 	msgs   messageRenders    // fragments of the messages in that render
 	counts map[presence.UserID]int
 	users  map[presence.UserID]*userState // users with connections here
@@ -149,7 +149,9 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 		b.publishTabsLocked(room, user, us, max(rs.counts[user], us.conns))
 	}
 	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
-	snapshot := [][]byte{rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame, rs.parts[evMessages][f].Frame,
+	// Status first: a client knows whether what follows is live before
+	// it shows it. Tabs last.
+	snapshot := [][]byte{rs.parts[evStatus][f].Frame, rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame, rs.parts[evMessages][f].Frame,
 		rs.parts[evLatency][f].Frame, us.tabs[f].Frame}
 	b.mu.Unlock()
 	return sub, snapshot, nil
@@ -244,6 +246,9 @@ func (b *Broadcaster) flush(room string, parts presence.Part) {
 // applyLocked renders the given parts of snap into rs and publishes those
 // that changed. b.mu must be held.
 func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snapshot, parts presence.Part) {
+	if parts&presence.PartStatus != 0 {
+		b.update(room, rs, evStatus, func() (framed, error) { return b.r.status(snap.Status) })
+	}
 	if parts&presence.PartLight != 0 {
 		b.update(room, rs, evLight, func() (framed, error) { return b.r.light(snap.Light) })
 	}
