@@ -31,6 +31,10 @@ type Broadcaster struct {
 	renderMu sync.Mutex
 	mu       sync.Mutex
 	rooms    map[string]*roomState
+	// everyRoom counts changes to every room (Change.Room ""), which reach
+	// only the rooms registered when they come: a room being warmed
+	// meanwhile looks again once registered.
+	everyRoom uint64
 
 	stop chan struct{}
 	done chan struct{}
@@ -165,6 +169,7 @@ func (b *Broadcaster) warm(ctx context.Context, room string) error {
 	defer b.renderMu.Unlock()
 	b.mu.Lock()
 	_, live := b.rooms[room]
+	every := b.everyRoom
 	b.mu.Unlock()
 	if live {
 		return nil
@@ -177,7 +182,13 @@ func (b *Broadcaster) warm(ctx context.Context, room string) error {
 	b.mu.Lock()
 	b.applyLocked(room, rs, snap, presence.AllParts)
 	b.rooms[room] = rs
+	// A change to every room while this one was read (the store lost or
+	// regained, say) passed it by: read it again, once registered.
+	missed := b.everyRoom != every
 	b.mu.Unlock()
+	if missed {
+		b.coal.Add(presence.Change{Room: room, Parts: presence.AllParts})
+	}
 	return nil
 }
 
@@ -208,6 +219,7 @@ func (b *Broadcaster) changed(c presence.Change) {
 		return
 	}
 	b.mu.Lock()
+	b.everyRoom++
 	rooms := make([]string, 0, len(b.rooms))
 	for r := range b.rooms {
 		rooms = append(rooms, r)
