@@ -176,8 +176,12 @@ func TestAPIStateShape(t *testing.T) {
 			ID, User, Colour, Region, Text string
 			At                             time.Time
 		} `json:"messages"`
+		Status map[string]any `json:"status"`
 	}
 	getJSON(t, a.URL+"/api/state", &state)
+	if len(state.Status) != 1 || state.Status["live"] != true {
+		t.Fatalf("status: %v, want {\"live\":true}", state.Status)
+	}
 	if state.Room != "home" || state.AppRegion["code"] != "ams" || state.AppRegion["city"] != "Amsterdam" {
 		t.Fatalf("room/app region: %+v", state)
 	}
@@ -342,7 +346,10 @@ func TestStreamFraming(t *testing.T) {
 		t.Fatalf("no heartbeat comment within 5 s: %q", s)
 	}
 	// Multi-line HTML arrives as one event, every line a data field.
-	for _, part := range []string{"light", "regions", "messages", "tabs"} {
+	if !strings.HasPrefix(s, "retry: 2000\n\nevent: status\ndata: ") {
+		t.Fatalf("snapshot must start with the status: %q", s[:min(len(s), 60)])
+	}
+	for _, part := range []string{"status", "light", "regions", "messages", "latency", "tabs"} {
 		if !strings.Contains(s, "event: "+part+"\ndata: ") {
 			t.Fatalf("snapshot lacks %s: %q", part, s)
 		}

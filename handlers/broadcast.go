@@ -31,6 +31,10 @@ type Broadcaster struct {
 	renderMu sync.Mutex
 	mu       sync.Mutex
 	rooms    map[string]*roomState
+	// everyRoom counts changes to every room (Change.Room ""), which reach
+	// only the rooms registered when they come: a room being warmed
+	// meanwhile looks again once registered.
+	everyRoom uint64
 
 	stop chan struct{}
 	done chan struct{}
@@ -51,7 +55,7 @@ func (b *Broadcaster) Stats() BroadcastStats {
 
 type roomState struct {
 	conns  int
-	parts  map[string]framed // latest render of light, regions, messages
+	parts  map[string]framed // latest render of status, light, regions, messages, latency
 	msgs   messageRenders    // fragments of the messages in that render
 	counts map[presence.UserID]int
 	users  map[presence.UserID]*userState // users with connections here
@@ -149,7 +153,9 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 		b.publishTabsLocked(room, user, us, max(rs.counts[user], us.conns))
 	}
 	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
-	snapshot := [][]byte{rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame, rs.parts[evMessages][f].Frame,
+	// Status first: a client knows whether what follows is live before
+	// it shows it. Tabs last.
+	snapshot := [][]byte{rs.parts[evStatus][f].Frame, rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame, rs.parts[evMessages][f].Frame,
 		rs.parts[evLatency][f].Frame, us.tabs[f].Frame}
 	b.mu.Unlock()
 	return sub, snapshot, nil
@@ -163,6 +169,7 @@ func (b *Broadcaster) warm(ctx context.Context, room string) error {
 	defer b.renderMu.Unlock()
 	b.mu.Lock()
 	_, live := b.rooms[room]
+	every := b.everyRoom
 	b.mu.Unlock()
 	if live {
 		return nil
@@ -175,7 +182,13 @@ func (b *Broadcaster) warm(ctx context.Context, room string) error {
 	b.mu.Lock()
 	b.applyLocked(room, rs, snap, presence.AllParts)
 	b.rooms[room] = rs
+	// A change to every room while this one was read (the store lost or
+	// regained, say) passed it by: read it again, once registered.
+	missed := b.everyRoom != every
 	b.mu.Unlock()
+	if missed {
+		b.coal.Add(presence.Change{Room: room, Parts: presence.AllParts})
+	}
 	return nil
 }
 
@@ -206,6 +219,7 @@ func (b *Broadcaster) changed(c presence.Change) {
 		return
 	}
 	b.mu.Lock()
+	b.everyRoom++
 	rooms := make([]string, 0, len(b.rooms))
 	for r := range b.rooms {
 		rooms = append(rooms, r)
@@ -244,6 +258,9 @@ func (b *Broadcaster) flush(room string, parts presence.Part) {
 // applyLocked renders the given parts of snap into rs and publishes those
 // that changed. b.mu must be held.
 func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snapshot, parts presence.Part) {
+	if parts&presence.PartStatus != 0 {
+		b.update(room, rs, evStatus, func() (framed, error) { return b.r.status(snap.Status) })
+	}
 	if parts&presence.PartLight != 0 {
 		b.update(room, rs, evLight, func() (framed, error) { return b.r.light(snap.Light) })
 	}

@@ -27,6 +27,7 @@ const (
 	evMessages = "messages"
 	evTabs     = "tabs"
 	evLatency  = "latency"
+	evStatus   = "status"
 )
 
 // renderer turns views into framed SSE events in both formats at once, so
@@ -127,4 +128,11 @@ func (r renderer) latency(lat []presence.Latency) (framed, error) {
 	return r.frame(evLatency, v, struct {
 		Latency []latencyView `json:"latency"`
 	}{v})
+}
+
+// status renders whether the room shown is live: the page's notice, and
+// {"live":true} or {"live":false,"reason":"…"}.
+func (r renderer) status(s presence.Status) (framed, error) {
+	v := newStatusView(s)
+	return r.frame(evStatus, v, v)
 }

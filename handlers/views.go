@@ -143,6 +143,17 @@ func newMessageViews(ms []presence.Message) []messageView {
 	return views
 }
 
+// statusView says whether what is shown is live: while the store is lost,
+// the last state read is served with live false and the reason.
+type statusView struct {
+	Live   bool   `json:"live"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func newStatusView(s presence.Status) statusView {
+	return statusView{Live: s.Live, Reason: s.Reason}
+}
+
 // stateView is the whole room, as GET /api/state returns it.
 type stateView struct {
 	Room      string        `json:"room"`
@@ -152,6 +163,8 @@ type stateView struct {
 	Messages  []messageView `json:"messages"`
 	// Latency is, per origin region, how long its changes took to get here.
 	Latency []latencyView `json:"latency"`
+	// Status says whether this is live or the last state read.
+	Status statusView `json:"status"`
 }
 
 func newStateView(s presence.Snapshot, here string) stateView {
@@ -162,6 +175,7 @@ func newStateView(s presence.Snapshot, here string) stateView {
 		Lightbulb: newLightView(s.Light),
 		Messages:  newMessageViews(s.Messages),
 		Latency:   newLatencyViews(s.Latency),
+		Status:    newStatusView(s.Status),
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 var files embed.FS
 
 // Parse returns the page template and its named fragments: "page", and the
-// swappable parts "light", "regions", "messages", "tabs", plus "hi-form".
+// swappable parts "status", "light", "regions", "messages", "latency",
+// "tabs", plus "hi-form".
 func Parse() (*template.Template, error) {
 	return template.ParseFS(files, "*.html")
 }
