@@ -424,3 +424,54 @@ func TestRedisOutageLongerThanTheTTL(t *testing.T) {
 		}
 	}
 }
+
+// An instance subscribes only to the rooms it serves, hears nothing of the
+// others, and lets go of a room no local stream asked for in RoomIdle.
+func TestRedisSubscribesOnlyToItsRooms(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	a := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", RoomIdle: 2 * time.Second})
+	b := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd"})
+	_, _ = a.Snapshot(ctx, "x", AllParts)
+	for i := range 5 {
+		if _, err := b.Say(ctx, "y", Post{Text: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Say(ctx, "x", Post{Text: "for a"}); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, a, "x", func(s Snapshot) bool { return len(s.Messages) == 1 })
+	subscribers := func(room string) string {
+		n, _ := node.Do("PUBSUB", "NUMSUB", roomChannel(room))
+		return strings.TrimPrefix(n, roomChannel(room)+"\n")
+	}
+	if x, y := subscribers("x"), subscribers("y"); x != "1" || y != "0" {
+		t.Fatalf("subscribers of x: %s, of y: %s; want 1 and 0", x, y)
+	}
+	if n := a.StoreEvents()["foreign_announcement"]; n != 0 {
+		t.Fatalf("a heard %d announcements of rooms it does not serve", n)
+	}
+	eventually(t, 10*time.Second, "a lets go of x", func() bool { return subscribers("x") == "0" && !a.tracked("x") })
+}
+
+// A room nobody used for the retention period is deleted from the store; a
+// room with a live instance's tabs is kept, however old its last write.
+func TestRedisRoomRetention(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Retention: 2 * time.Second})
+	if _, err := s.Say(ctx, "old", Post{Text: "bye"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Join(ctx, "kept", Tab{ID: "t", User: "U", Region: "ams", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the unused room is deleted", func() bool {
+		keys, _ := node.Do("KEYS", "gp:old:*")
+		return keys == ""
+	})
+	if n, _ := node.Do("HLEN", tabsKey("kept", s.inst)); n != "2" {
+		t.Fatalf("the room in use lost its tabs: %s fields", n)
+	}
+}

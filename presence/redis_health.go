@@ -154,7 +154,7 @@ func (s *Redis) watchHealth() {
 		case periodic: // a safety net for hints lost unnoticed; stays ready
 			s.enqueue(func() { _ = s.resyncAll() })
 		}
-		if time.Since(lastSweep) > sweepEvery {
+		if time.Since(lastSweep) > min(sweepEvery, s.cfg.RoomIdle/2, s.cfg.Retention/2) {
 			lastSweep = time.Now()
 			s.enqueue(s.forgetIdle)
 			s.retire()
