@@ -181,19 +181,27 @@ func checkMessages(ops []Op, snaps []Snapshot, add addFunc) {
 				add(InvMessages, "%s shows message %s (%q) that no client posted", s.Instance, m.ID, m.Text)
 			}
 		}
-		var missing []string
+		// Missing newer than the oldest shown: lost. Missing older while
+		// the feed is short: the feed should have shown them.
+		var lost, short []string
 		for id, m := range acked {
-			if seen[id] {
-				continue
-			}
-			if len(ms) < feedSize || newer(m, ms[len(ms)-1]) {
-				missing = append(missing, fmt.Sprintf("%s (%q)", id, m.Text))
+			switch {
+			case seen[id]:
+			case len(ms) > 0 && newer(m, ms[len(ms)-1]):
+				lost = append(lost, fmt.Sprintf("%s (%q)", id, m.Text))
+			case len(ms) < feedSize:
+				short = append(short, fmt.Sprintf("%s (%q)", id, m.Text))
 			}
 		}
-		if len(missing) > 0 {
-			sort.Strings(missing)
+		if len(lost) > 0 {
+			sort.Strings(lost)
 			add(InvMessages, "%s lost %d acknowledged messages newer than its oldest shown: %s",
-				s.Instance, len(missing), strings.Join(missing, ", "))
+				s.Instance, len(lost), strings.Join(lost, ", "))
+		}
+		if len(short) > 0 {
+			sort.Strings(short)
+			add(InvMessages, "%s shows %d messages but not %d older acknowledged ones: %s",
+				s.Instance, len(ms), len(short), strings.Join(short, ", "))
 		}
 	}
 }

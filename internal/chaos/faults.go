@@ -126,6 +126,7 @@ func (r *runner) streamsOn(instance string) map[streamKey]bool {
 // final check catches ghosts that never leave.
 func (r *runner) measureGhosts(ctx context.Context, killed *cluster.App, keys map[streamKey]bool, at time.Time) {
 	if len(keys) == 0 {
+		r.note(killed.Name, "killed "+killed.Name+" held no streams: no tabs to watch leave")
 		return
 	}
 	for time.Since(at) < ghostTimeout {
@@ -155,7 +156,7 @@ func (r *runner) ghostsGone(ctx context.Context, killed *cluster.App, keys map[s
 		if err != nil {
 			return false
 		}
-		held := r.heldCounts()
+		held := r.heldCounts(killed.Name)
 		for _, c := range st.Regions {
 			for _, u := range c.Users {
 				k := streamKey{c.Region, u.ID}

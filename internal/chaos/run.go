@@ -389,13 +389,17 @@ func (r *runner) closeAll() {
 	}
 }
 
-// heldCounts is the open streams per region and user.
-func (r *runner) heldCounts() map[regionUser]int {
+// heldCounts is the open streams per region and user, leaving out those
+// on instance except (a killed one, whose streams the reader may not have
+// seen end yet).
+func (r *runner) heldCounts(except string) map[regionUser]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := map[regionUser]int{}
 	for _, s := range r.streams {
-		m[regionUser{s.Region, s.User.ID}]++
+		if s.Instance != except {
+			m[regionUser{s.Region, s.User.ID}]++
+		}
 	}
 	return m
 }
