@@ -60,12 +60,12 @@ func pick[T any](rng *rand.Rand, xs []T) T { return xs[rng.Intn(len(xs))] }
 func (r *runner) killApp(ctx context.Context, rng *rand.Rand) (string, func() error, error) {
 	a := pick(rng, r.c.Apps())
 	r.setDown(a, true)
-	ghosts := r.streamsOn(a.Name)
+	keys, ids := r.streamsOn(a.Name)
 	if err := a.Kill(); err != nil {
 		return "", nil, err
 	}
 	killed := time.Now()
-	go r.measureGhosts(ctx, a, ghosts, killed)
+	r.bg.Go(func() { r.measureGhosts(ctx, a, keys, ids, killed) })
 	return "kill -9 " + a.Name, func() error {
 		if err := a.Start(); err != nil {
 			return err
@@ -108,23 +108,26 @@ func (r *runner) crashNode(ctx context.Context, rng *rand.Rand, keepData bool) (
 // streamKey is a region and user whose tabs a fault may leave behind.
 type streamKey = regionUser
 
-func (r *runner) streamsOn(instance string) map[streamKey]bool {
+// streamsOn is the regions and users of the streams on instance, and the
+// streams' ids.
+func (r *runner) streamsOn(instance string) (map[streamKey]bool, map[int]bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	keys := map[streamKey]bool{}
+	keys, ids := map[streamKey]bool{}, map[int]bool{}
 	for _, s := range r.streams {
 		if s.Instance == instance {
 			keys[streamKey{s.Region, s.User.ID}] = true
+			ids[s.ID] = true
 		}
 	}
-	return keys
+	return keys, ids
 }
 
 // measureGhosts polls the other instances until none shows more tabs for
 // the killed instance's users than the checker holds open for them, and
 // notes how long that took. It is a measurement, not an invariant: the
 // final check catches ghosts that never leave.
-func (r *runner) measureGhosts(ctx context.Context, killed *cluster.App, keys map[streamKey]bool, at time.Time) {
+func (r *runner) measureGhosts(ctx context.Context, killed *cluster.App, keys map[streamKey]bool, dead map[int]bool, at time.Time) {
 	if len(keys) == 0 {
 		r.note(killed.Name, "killed "+killed.Name+" held no streams: no tabs to watch leave")
 		return
@@ -133,7 +136,7 @@ func (r *runner) measureGhosts(ctx context.Context, killed *cluster.App, keys ma
 		if ctx.Err() != nil {
 			return
 		}
-		if r.ghostsGone(ctx, killed, keys) {
+		if r.ghostsGone(ctx, killed, keys, dead) {
 			d := time.Since(at)
 			verdict := "within"
 			if d > ghostGoal {
@@ -147,7 +150,7 @@ func (r *runner) measureGhosts(ctx context.Context, killed *cluster.App, keys ma
 	r.note(killed.Name, fmt.Sprintf("tabs of killed %s still shown %v after the kill", killed.Name, ghostTimeout))
 }
 
-func (r *runner) ghostsGone(ctx context.Context, killed *cluster.App, keys map[streamKey]bool) bool {
+func (r *runner) ghostsGone(ctx context.Context, killed *cluster.App, keys map[streamKey]bool, dead map[int]bool) bool {
 	for _, a := range r.c.Apps() {
 		if a == killed || r.isDown(a) {
 			continue
@@ -156,7 +159,7 @@ func (r *runner) ghostsGone(ctx context.Context, killed *cluster.App, keys map[s
 		if err != nil {
 			return false
 		}
-		held := r.heldCounts(killed.Name)
+		held := r.heldCounts(dead)
 		for _, c := range st.Regions {
 			for _, u := range c.Users {
 				k := streamKey{c.Region, u.ID}
