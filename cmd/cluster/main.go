@@ -1,8 +1,9 @@
 // Command cluster runs the app as a local multi-region deployment: a Redis
-// primary, a replica per region behind a link that can be delayed, and app
-// instances per region, all on 127.0.0.1.
+// primary and a replica per region behind links that can be delayed (or,
+// with -topology keydb, a KeyDB multi-master node per region, meshed
+// through such links), and app instances per region, all on 127.0.0.1.
 //
-//	go run ./cmd/cluster [-regions ams,iad,syd] [-instances ams=2] [-latency 40ms] [-dir DIR] [-binary PATH] [-for 30s] [-- app flags]
+//	go run ./cmd/cluster [-topology redis|keydb] [-regions ams,iad,syd] [-instances ams=2] [-latency 40ms] [-dir DIR] [-binary PATH] [-for 30s] [-- app flags]
 package main
 
 import (
@@ -46,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: cluster [flags] [-- app flags]")
 		fs.PrintDefaults()
 	}
+	topology := fs.String("topology", cluster.TopologyRedis, "store topology: redis (primary + replicas) or keydb (multi-master node per region)")
 	regions := fs.String("regions", "ams,iad,syd", "comma-separated regions; the first hosts the Redis primary")
 	instances := fs.String("instances", "", "app instances per region, e.g. ams=2,iad=1 (default: 2 in the first region, 1 elsewhere)")
 	latency := fs.Duration("latency", 0, "one-way delay on every cross-region link (replication and app→primary)")
@@ -60,12 +62,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	cfg := cluster.Config{
-		Binary:  *binary,
-		Latency: *latency,
-		Direct:  *direct,
-		Dir:     *dir,
-		AppArgs: fs.Args(),
-		Log:     stderr,
+		Binary:   *binary,
+		Topology: *topology,
+		Latency:  *latency,
+		Direct:   *direct,
+		Dir:      *dir,
+		AppArgs:  fs.Args(),
+		Log:      stderr,
 	}
 	for _, r := range strings.Split(*regions, ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -145,6 +148,27 @@ func printTable(w io.Writer, c *cluster.Cluster, tempDir bool) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", a.Region, a.Name, a.URL(), a.PID())
 	}
 	fmt.Fprintln(tw)
+	if c.Topology() == cluster.TopologyKeyDB {
+		printKeyDB(tw, c)
+	} else {
+		printRedis(tw, c)
+	}
+	tw.Flush()
+	removed := ""
+	if tempDir {
+		removed = " (removed on exit)"
+	}
+	fmt.Fprintf(w, "\nStore data and app logs in %s%s\nPress Ctrl-C to stop.\n", c.Dir, removed)
+}
+
+func printKeyDB(tw io.Writer, c *cluster.Cluster) {
+	fmt.Fprintln(tw, "KEYDB\tREGION\tADDRESS\tLATENCY\tPID")
+	for _, r := range c.Regions {
+		fmt.Fprintf(tw, "node\t%s\t%s\t%v\t%d\n", r.Name, r.Node.Addr(), c.Latency(), r.Node.PID())
+	}
+}
+
+func printRedis(tw io.Writer, c *cluster.Cluster) {
 	fmt.Fprintln(tw, "REDIS\tREGION\tADDRESS\tREPLICATES VIA\tAPPS WRITE VIA\tLATENCY\tPID")
 	fmt.Fprintf(tw, "primary\t%s\t%s\t-\t-\t-\t%d\n", c.Regions[0].Name, c.Primary.Addr(), c.Primary.PID())
 	for i, r := range c.Regions {
@@ -155,10 +179,4 @@ func printTable(w io.Writer, c *cluster.Cluster, tempDir bool) {
 		fmt.Fprintf(tw, "replica\t%s\t%s\t%s\t%s\t%v\t%d\n",
 			r.Name, r.Replica.Addr(), r.ReplAddr(c.Primary), r.WriteAddr(c.Primary), lat, r.Replica.PID())
 	}
-	tw.Flush()
-	removed := ""
-	if tempDir {
-		removed = " (removed on exit)"
-	}
-	fmt.Fprintf(w, "\nRedis data and app logs in %s%s\nPress Ctrl-C to stop.\n", c.Dir, removed)
 }

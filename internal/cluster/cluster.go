@@ -1,9 +1,12 @@
 // Package cluster runs the app as a local multi-region deployment on
-// loopback: one Redis primary in the first region, a replica per region
-// that replicates through a proxy (so the link can be delayed or cut), and
-// app processes per region that read from their regional replica and write
-// to the primary through another proxy. It backs cmd/cluster and the
-// multi-region end-to-end tests.
+// loopback, in one of two store topologies. Redis (the default): one Redis
+// primary in the first region, a replica per region that replicates
+// through a proxy (so the link can be delayed, cut or stalled), and app
+// processes per region that read from their regional replica and write to
+// the primary through another proxy. KeyDB: one multi-master node per
+// region, each replicating from every other through a proxy per link, and
+// apps that read and write their regional node. It backs cmd/cluster,
+// cmd/chaos and the multi-region end-to-end tests.
 package cluster
 
 import (
@@ -30,9 +33,16 @@ const (
 	notifyConfig = "notify-keyspace-events Kgx"
 )
 
+// Store topologies for Config.Topology.
+const (
+	TopologyRedis = "redis" // primary in Regions[0], a replica per region
+	TopologyKeyDB = "keydb" // a multi-master node per region, fully meshed
+)
+
 // Config describes a cluster.
 type Config struct {
 	Binary    string         // app binary path (required); see BuildApp
+	Topology  string         // TopologyRedis ("" too) or TopologyKeyDB
 	Regions   []string       // region codes, e.g. {"ams", "iad", "syd"}; Regions[0] hosts the primary
 	Instances map[string]int // app instances per region (absent: 1)
 	Latency   time.Duration  // one-way delay on every cross-region link
@@ -49,8 +59,8 @@ type Config struct {
 // Cluster is a running local deployment. Its fields are set by Start and
 // not changed afterwards.
 type Cluster struct {
-	Dir     string          // working dir: primary/, REGION/replica/, REGION/NAME.log
-	Primary *redisnode.Node // in Regions[0]
+	Dir     string          // working dir: primary/, REGION/replica/ or REGION/keydb/, REGION/NAME.log
+	Primary *redisnode.Node // in Regions[0]; nil in the KeyDB topology
 	Regions []*Region       // in Config.Regions order
 
 	cfg    Config
@@ -62,13 +72,18 @@ type Cluster struct {
 	stopped bool
 }
 
-// Region is one region's replica, its two WAN links and its apps.
+// Region is one region's store node, its WAN links and its apps.
 type Region struct {
-	Name      string
+	Name string
+	// Redis topology.
 	Replica   *redisnode.Node // replicates from the primary through ReplLink
 	ReplLink  *netproxy.Proxy // replica → primary (nil if Direct)
 	WriteLink *netproxy.Proxy // this region's apps → primary, REDIS_WRITE_URL (nil if Direct)
-	Apps      []*App
+	// KeyDB topology.
+	Node      *redisnode.Node            // the region's multi-master node
+	PeerLinks map[string]*netproxy.Proxy // by peer region: Node replicates from that peer through it (empty if Direct)
+
+	Apps []*App
 }
 
 // Start starts the primary, then every region's links and replica, then
@@ -126,7 +141,22 @@ func (cfg *Config) validate() error {
 	if cfg.Direct && cfg.Latency > 0 {
 		return errors.New("cluster: direct links cannot be delayed")
 	}
+	switch cfg.Topology {
+	case "", TopologyRedis, TopologyKeyDB:
+	default:
+		return fmt.Errorf("cluster: topology %q: want %q or %q", cfg.Topology, TopologyRedis, TopologyKeyDB)
+	}
 	return nil
+}
+
+func (c *Cluster) keydb() bool { return c.cfg.Topology == TopologyKeyDB }
+
+// Topology is the cluster's store topology, TopologyRedis or TopologyKeyDB.
+func (c *Cluster) Topology() string {
+	if c.keydb() {
+		return TopologyKeyDB
+	}
+	return TopologyRedis
 }
 
 // validName keeps region codes safe as directory names and env values.
@@ -175,28 +205,11 @@ func (c *Cluster) start(ctx context.Context) error {
 		c.Regions = append(c.Regions, &Region{Name: name})
 	}
 
-	primary, err := redisnode.Start(redisnode.Options{
-		Dir:         filepath.Join(c.Dir, "primary"),
-		ExtraConfig: []string{notifyConfig},
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: primary: %w", err)
+	startStore := c.startRedis
+	if c.keydb() {
+		startStore = c.startKeyDB
 	}
-	c.Primary = primary
-	c.logf("primary redis %s (pid %d) in %s", primary.Addr(), primary.PID(), c.cfg.Regions[0])
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-
-	// Regions in parallel: each replica's initial sync takes a few round
-	// trips, which add up over delayed links.
-	errs := make([]error, len(c.Regions))
-	var wg sync.WaitGroup
-	for i, r := range c.Regions {
-		wg.Go(func() { errs[i] = c.startRegion(r, c.linkLatency(i)) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := startStore(ctx); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -220,7 +233,7 @@ func (c *Cluster) start(ctx context.Context) error {
 				Region:  r.Name,
 				bin:     c.cfg.Binary,
 				args:    c.cfg.AppArgs,
-				env:     appEnv(r.Name, name, r.Replica.URL(), "redis://"+r.WriteAddr(c.Primary)+"/0", c.cfg.AppEnv),
+				env:     appEnv(r.Name, name, c.readURL(r), c.writeURL(r), c.cfg.AppEnv),
 				logPath: filepath.Join(c.Dir, r.Name, name+".log"),
 				logf:    c.logf,
 				client:  client,
@@ -228,7 +241,8 @@ func (c *Cluster) start(ctx context.Context) error {
 		}
 	}
 	apps := c.Apps()
-	errs = make([]error, len(apps))
+	errs := make([]error, len(apps))
+	var wg sync.WaitGroup
 	for i, a := range apps {
 		wg.Go(func() {
 			if errs[i] = a.Start(); errs[i] == nil {
@@ -256,6 +270,48 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	c.logf("%d apps in %d regions ready", len(apps), len(c.Regions))
 	return nil
+}
+
+// startRedis starts the primary, then every region's links and replica.
+func (c *Cluster) startRedis(ctx context.Context) error {
+	primary, err := redisnode.Start(redisnode.Options{
+		Dir:         filepath.Join(c.Dir, "primary"),
+		ExtraConfig: []string{notifyConfig},
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: primary: %w", err)
+	}
+	c.Primary = primary
+	c.logf("primary redis %s (pid %d) in %s", primary.Addr(), primary.PID(), c.cfg.Regions[0])
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Regions in parallel: each replica's initial sync takes a few round
+	// trips, which add up over delayed links.
+	errs := make([]error, len(c.Regions))
+	var wg sync.WaitGroup
+	for i, r := range c.Regions {
+		wg.Go(func() { errs[i] = c.startRegion(r, c.linkLatency(i)) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// readURL is the store r's apps read from (REDIS_URL).
+func (c *Cluster) readURL(r *Region) string {
+	if c.keydb() {
+		return r.Node.URL()
+	}
+	return r.Replica.URL()
+}
+
+// writeURL is where r's apps write (REDIS_WRITE_URL); "" when they write
+// where they read.
+func (c *Cluster) writeURL(r *Region) string {
+	if c.keydb() {
+		return ""
+	}
+	return "redis://" + r.WriteAddr(c.Primary) + "/0"
 }
 
 // startRegion starts r's two links to the primary (unless Direct) and its
@@ -318,8 +374,10 @@ func appEnv(region, name, readURL, writeURL string, extra []string) []string {
 		"FLY_REGION="+region,
 		"FLY_ALLOC_ID="+name,
 		"REDIS_URL="+readURL,
-		"REDIS_WRITE_URL="+writeURL,
 	)
+	if writeURL != "" {
+		env = append(env, "REDIS_WRITE_URL="+writeURL)
+	}
 	return append(env, extra...)
 }
 
@@ -332,9 +390,10 @@ func (c *Cluster) linkLatency(i int) time.Duration {
 	return c.latency
 }
 
-// SetLatency sets the one-way delay of every cross-region link (every
-// region's replication and write link except the primary region's). It
-// applies at once, also to data in flight. Direct links have no delay.
+// SetLatency sets the one-way delay of every cross-region link (in the
+// Redis topology every region's replication and write link except the
+// primary region's; in the KeyDB topology every link). It applies at once,
+// also to data in flight. Direct links have no delay.
 func (c *Cluster) SetLatency(d time.Duration) {
 	if d < 0 {
 		d = 0
@@ -342,11 +401,9 @@ func (c *Cluster) SetLatency(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.latency = d
-	for i, r := range c.Regions {
-		for _, l := range []*netproxy.Proxy{r.ReplLink, r.WriteLink} {
-			if l != nil {
-				l.SetLatency(c.linkLatency(i))
-			}
+	for _, l := range c.Links() {
+		if l.CrossRegion {
+			l.Proxy.SetLatency(d)
 		}
 	}
 }
@@ -413,23 +470,21 @@ func (c *Cluster) Stop() error {
 	wg.Wait()
 	// Links before replicas, so the primary has no replica to wait for
 	// when it shuts down.
-	for _, r := range c.Regions {
-		for _, l := range []*netproxy.Proxy{r.ReplLink, r.WriteLink} {
-			if l != nil {
-				if err := l.Close(); err != nil {
-					errs = append(errs, fmt.Errorf("cluster: %s link: %w", r.Name, err))
-				}
-			}
+	for _, l := range c.Links() {
+		if err := l.Proxy.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: %s link: %w", l.Name, err))
 		}
 	}
 	replErrs := make([]error, len(c.Regions))
 	for i, r := range c.Regions {
-		if r.Replica != nil {
-			wg.Go(func() {
-				if err := r.Replica.Stop(); err != nil {
-					replErrs[i] = fmt.Errorf("cluster: %s replica: %w", r.Name, err)
-				}
-			})
+		for _, n := range []*redisnode.Node{r.Replica, r.Node} {
+			if n != nil {
+				wg.Go(func() {
+					if err := n.Stop(); err != nil {
+						replErrs[i] = fmt.Errorf("cluster: %s store node: %w", r.Name, err)
+					}
+				})
+			}
 		}
 	}
 	wg.Wait()

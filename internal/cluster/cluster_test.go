@@ -297,6 +297,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown instances", cluster.Config{Binary: bin, Regions: []string{"ams"}, Instances: map[string]int{"iad": 2}}, "not one of the regions"},
 		{"zero instances", cluster.Config{Binary: bin, Regions: []string{"ams"}, Instances: map[string]int{"ams": 0}}, "at least 1"},
 		{"negative latency", cluster.Config{Binary: bin, Regions: []string{"ams"}, Latency: -time.Second}, "negative latency"},
+		{"unknown topology", cluster.Config{Binary: bin, Regions: []string{"ams"}, Topology: "etcd"}, "topology"},
 		{"delayed direct links", cluster.Config{Binary: bin, Regions: []string{"ams"}, Direct: true, Latency: time.Second}, "cannot be delayed"},
 	} {
 		c, err := cluster.Start(context.Background(), tc.cfg)

@@ -1,6 +1,6 @@
 // Package netproxy is a userspace TCP proxy for tests and local clusters
-// that can delay traffic and cut links. It stands in for netem, which the
-// kernel here does not have.
+// that can delay traffic, cut links and black-hole them. It stands in for
+// netem, which the kernel here does not have.
 package netproxy
 
 import (
@@ -34,7 +34,8 @@ type Proxy struct {
 
 	mu      sync.Mutex
 	latency time.Duration
-	latCh   chan struct{} // closed and replaced on every SetLatency
+	stalled bool          // black hole: links stay open but carry nothing
+	latCh   chan struct{} // closed and replaced on every SetLatency, Stall and Restore
 	cut     bool
 	gen     uint64 // bumped by Cut, so connections dialling during a Cut are dropped too
 	closed  bool
@@ -74,17 +75,35 @@ func (p *Proxy) SetLatency(d time.Duration) {
 	}
 	p.mu.Lock()
 	p.latency = d
-	// Wake writers sleeping on the old value so a shorter delay takes
-	// effect immediately.
-	close(p.latCh)
-	p.latCh = make(chan struct{})
+	p.changedLocked()
 	p.mu.Unlock()
 }
 
-func (p *Proxy) latencyState() (time.Duration, <-chan struct{}) {
+// changedLocked wakes writers waiting on the old latency or stall state,
+// so a shorter delay or a Restore takes effect immediately. Called with
+// p.mu held.
+func (p *Proxy) changedLocked() {
+	close(p.latCh)
+	p.latCh = make(chan struct{})
+}
+
+// sendState is what a writer needs to decide when a chunk may go.
+func (p *Proxy) sendState() (lat time.Duration, stalled bool, changed <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.latency, p.latCh
+	return p.latency, p.stalled, p.latCh
+}
+
+// Stall black-holes the link, as a dead router or a dropped route would:
+// every connection, current and new, stays open, but no byte and no close
+// (FIN or RST) gets through in either direction until Restore. Peers see
+// only silence, so only their own timeouts can notice. Data keeps being
+// read into the bounded queues, then TCP flow control holds the senders.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.changedLocked()
+	p.mu.Unlock()
 }
 
 // Cut closes every current connection and makes the proxy close new ones
@@ -100,10 +119,14 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Restore lets new connections through again after Cut.
+// Restore lets new connections through again after Cut, and after Stall
+// delivers what was held back, in order, as TCP retransmission would once
+// a route comes back, closes included.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.cut = false
+	p.stalled = false
+	p.changedLocked()
 	p.mu.Unlock()
 }
 
@@ -239,6 +262,9 @@ type chunk struct {
 	data []byte
 	at   time.Time // when it was read; sent at at+latency
 	eof  bool      // the source half-closed after the chunks before it
+	// reset: the source failed rather than half-closed (with eof set);
+	// the whole link is torn down when it is due.
+	reset bool
 }
 
 // pipe carries one direction of a link through a time-ordered queue: the
@@ -286,11 +312,9 @@ func (pp *pipe) readLoop() {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				pp.push(chunk{eof: true, at: time.Now()})
-			} else {
-				pp.l.close()
-			}
+			// A reset goes through the queue like a FIN, so a stalled
+			// link holds it back too.
+			pp.push(chunk{eof: true, reset: !errors.Is(err, io.EOF), at: time.Now()})
 			return
 		}
 	}
@@ -356,6 +380,10 @@ func (pp *pipe) writeLoop() {
 		if !pp.waitUntilDue(c, timer) {
 			return
 		}
+		if c.reset {
+			pp.l.close()
+			return
+		}
 		if c.eof {
 			// Pass the half-close on so request/response peers that
 			// signal the end by shutting down writes keep working.
@@ -372,12 +400,20 @@ func (pp *pipe) writeLoop() {
 	}
 }
 
-// waitUntilDue sleeps until c's send time under the current latency,
-// re-reading the latency whenever it changes. It reports false when the
-// link was closed.
+// waitUntilDue sleeps until c's send time under the current latency and
+// while the proxy is stalled, re-reading both whenever they change. It
+// reports false when the link was closed.
 func (pp *pipe) waitUntilDue(c chunk, timer *time.Timer) bool {
 	for {
-		lat, changed := pp.l.p.latencyState()
+		lat, stalled, changed := pp.l.p.sendState()
+		if stalled {
+			select {
+			case <-changed:
+				continue
+			case <-pp.l.done:
+				return false
+			}
+		}
 		d := time.Until(c.at.Add(lat))
 		if d <= 0 {
 			return true

@@ -1,5 +1,6 @@
 // Package redisnode runs real redis-server processes on loopback, as
-// primaries or replicas, for tests and the local-cluster command.
+// primaries or replicas, and KeyDB multi-master nodes, for tests and the
+// local-cluster command.
 package redisnode
 
 import (
@@ -41,6 +42,11 @@ type Options struct {
 	Password    string   // requirepass and masterauth when set
 	ExtraConfig []string // extra config lines, e.g. "notify-keyspace-events Kgx"
 	Port        int      // 0 = pick a free loopback port
+	// KeyDB runs keydb-server (see KeyDBServerPath) as an active-replica,
+	// multi-master node. It starts alone; join it to its peers with
+	// REPLICAOF once they are up (again after every restart, which
+	// forgets them). ReplicaOf must be empty.
+	KeyDB bool
 }
 
 // Node is one redis-server process, restartable on the same port and dir.
@@ -87,11 +93,18 @@ func Start(opts Options) (*Node, error) {
 		return nil, err
 	}
 	if opts.ReplicaOf != "" {
+		if opts.KeyDB {
+			return nil, errors.New("redisnode: a KeyDB node takes its peers by REPLICAOF, not Options.ReplicaOf")
+		}
 		if _, _, err := net.SplitHostPort(opts.ReplicaOf); err != nil {
 			return nil, fmt.Errorf("redisnode: ReplicaOf %q: %v", opts.ReplicaOf, err)
 		}
 	}
-	bin, err := RedisServerPath()
+	find := RedisServerPath
+	if opts.KeyDB {
+		find = KeyDBServerPath
+	}
+	bin, err := find()
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +192,9 @@ func (n *Node) launch() error {
 }
 
 func (n *Node) role() string {
+	if n.opts.KeyDB {
+		return "keydb node"
+	}
 	if n.opts.ReplicaOf != "" {
 		return "replica of " + n.opts.ReplicaOf
 	}
@@ -246,8 +262,14 @@ func (n *Node) config() string {
 	line("repl-diskless-sync", "yes")
 	line("repl-diskless-sync-delay", "0")
 	line("replica-serve-stale-data", "yes")
-	// Redis 7 defaults to 10 s, which would race Stop's SIGKILL fallback.
-	line("shutdown-timeout", "5")
+	if n.opts.KeyDB {
+		line("active-replica", "yes")
+		line("multi-master", "yes")
+	} else {
+		// Redis 7 defaults to 10 s, which would race Stop's SIGKILL
+		// fallback. KeyDB 6.3 has no such setting.
+		line("shutdown-timeout", "5")
+	}
 	if n.opts.ReplicaOf != "" {
 		host, port, _ := net.SplitHostPort(n.opts.ReplicaOf)
 		line("replicaof", host, port)
@@ -380,6 +402,51 @@ func (n *Node) Restart() error {
 	if err := n.stopLocked(); err != nil {
 		return err
 	}
+	return n.relaunchLocked()
+}
+
+// Crash kills the server with SIGKILL, as a crashed machine's process
+// would die, and starts it again on the same port and dir. With keepData
+// it comes back from its AOF, which redis writes before it answers a
+// write, so every acknowledged write survives; without, its data files
+// are removed first and it comes back empty (a replaced disk).
+func (n *Node) Crash(keepData bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.killLocked()
+	if !keepData {
+		if err := n.removeData(); err != nil {
+			return err
+		}
+	}
+	return n.relaunchLocked()
+}
+
+// removeData deletes everything in the node's dir but its config and logs:
+// the AOF, RDB snapshots and their temp files. Called with n stopped.
+func (n *Node) removeData() error {
+	entries, err := os.ReadDir(n.opts.Dir)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{
+		filepath.Base(n.confPath): true,
+		filepath.Base(n.logPath):  true,
+		filepath.Base(n.errPath):  true,
+	}
+	for _, e := range entries {
+		if keep[e.Name()] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(n.opts.Dir, e.Name())); err != nil {
+			return fmt.Errorf("redisnode: removing data: %w", err)
+		}
+	}
+	return nil
+}
+
+// relaunchLocked starts a stopped node again. Called with n.mu held.
+func (n *Node) relaunchLocked() error {
 	var err error
 	// The port is ours in practice, but a client's ephemeral port could
 	// land on it while the server is down; give that a moment to clear.

@@ -17,12 +17,28 @@ func Require(tb testing.TB) {
 	}
 }
 
+// RequireKeyDB is Require for keydb-server: a missing binary skips the
+// test locally, saying how to get one, and fails it under CI.
+func RequireKeyDB(tb testing.TB) {
+	tb.Helper()
+	if _, err := KeyDBServerPath(); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("CI: %v", err)
+		}
+		tb.Skipf("skipping: %v", err)
+	}
+}
+
 // MustStart starts a node for a test and stops it in tb.Cleanup (see
 // Require for a missing redis-server). An empty opts.Dir becomes
 // tb.TempDir().
 func MustStart(tb testing.TB, opts Options) *Node {
 	tb.Helper()
-	Require(tb)
+	if opts.KeyDB {
+		RequireKeyDB(tb)
+	} else {
+		Require(tb)
+	}
 	if opts.Dir == "" {
 		opts.Dir = tb.TempDir()
 	}

@@ -1,0 +1,67 @@
+//go:build chaos
+
+// Runs the checker for real. Kept behind the chaos build tag because the
+// app still breaks invariants under faults (finding that is the checker's
+// job); run with: go test -tags chaos -run TestChaos ./cmd/chaos
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"globalpresence/internal/cluster"
+	"globalpresence/internal/redisnode"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	cluster.RemoveTestBinary()
+	os.Exit(code)
+}
+
+// lockedBuffer is written by the run and the cluster's app goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var lastLine = regexp.MustCompile(`^chaos: seed=7 ops=(\d+) faults=(\d+) violations=0$`)
+
+func TestChaos(t *testing.T) {
+	for _, topology := range []string{cluster.TopologyRedis, cluster.TopologyKeyDB} {
+		t.Run(topology, func(t *testing.T) {
+			if topology == cluster.TopologyKeyDB {
+				redisnode.RequireKeyDB(t)
+			}
+			bin := cluster.TestBinary(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			var out lockedBuffer
+			code := run(ctx, []string{"-topology", topology, "-duration", "15s", "-seed", "7",
+				"-binary", bin, "-out", t.TempDir() + "/history.jsonl"}, &out, &out)
+			lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+			last := lines[len(lines)-1]
+			if code != 0 || !lastLine.MatchString(last) {
+				t.Fatalf("exit %d, last line %q; output:\n%s", code, last, out.String())
+			}
+		})
+	}
+}
