@@ -66,9 +66,10 @@ type health struct {
 	cause                 string // of the pending resync, for the log
 	gen                   uint64 // bumped by every new cause
 	recovering            bool
-	// graceUntil: after an outage, instances missing from the store may
-	// be missing only because they were cut off too; until then their
-	// absence is not taken as their end.
+	// graceUntil: right after an outage, instances missing from the store
+	// may be missing only because the store lost them (they write
+	// themselves back at their next beat); until then their absence is not
+	// taken as their end.
 	graceUntil time.Time
 	live       bool // the last verdict, to log changes once
 	liveSince  time.Time
@@ -304,7 +305,8 @@ func (s *Redis) recover() {
 	if err == nil && s.health.gen == gen {
 		s.health.resyncDue, s.health.restoreDue = false, false
 		if !s.health.liveSince.IsZero() { // an outage, not the first connection
-			grace := s.cfg.TTL + 2*pollEvery
+			// Others re-announce within a beat of the store's return.
+			grace := 4 * pollEvery
 			s.health.graceUntil = time.Now().Add(grace)
 			// Then whoever is still missing has really gone.
 			time.AfterFunc(grace+pollEvery, func() { s.enqueue(func() { _ = s.resyncAll() }) })
