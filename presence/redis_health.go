@@ -300,6 +300,12 @@ func (s *Redis) recover() {
 	if err == nil {
 		err = s.resyncAll()
 	}
+	if err == nil {
+		// The store now holds what this instance does: writes may go there.
+		ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
+		err = s.write.Do(ctx, s.write.B().Set().Key(epochKey).Value("1").Build()).Error()
+		cancel()
+	}
 	s.mu.Lock()
 	s.health.recovering = false
 	if err == nil && s.health.gen == gen {

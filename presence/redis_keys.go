@@ -19,6 +19,7 @@ import (
 //	gp::rooms:<inst>          set     rooms the instance has tabs in, for reaping it
 //	gp::rooms                 zset    room → when last used (ms), for retention
 //	gp::op:<id>               string  an applied switch or message, kept opKeep: a retry applies nothing
+//	gp::epoch                 string  set once the store holds the instances' state: writes need it
 //
 // Room names never contain ':' (see ValidRoom), so "gp::" is never a room.
 const (
@@ -29,6 +30,11 @@ const (
 	// index of every room by last use.
 	roomsPrefix = "gp::rooms:"
 	roomsKey    = "gp::rooms"
+	// epochKey marks a store that holds the app's state. A node restarted
+	// empty, or a KeyDB node not yet synced from its peers, lacks it, and
+	// every write script refuses to write there until an instance has
+	// written back what it holds (or the peers' data arrived).
+	epochKey = "gp::epoch"
 	// roomChannelPrefix + room carries that room's announcements: an
 	// instance subscribes only to the rooms it serves. Pub/sub is
 	// fire-and-forget: everything on it is a hint a re-read can replace.

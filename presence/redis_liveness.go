@@ -129,7 +129,7 @@ func (s *Redis) rewriteTabsLocked(ctx context.Context, room string) error {
 
 // tabKeys are the keys tab.lua and restore.lua take.
 func (s *Redis) tabKeys(room string) []string {
-	return []string{tabsKey(room, s.inst), instsKey(room), instRoomsKey(s.inst), roomsKey}
+	return []string{tabsKey(room, s.inst), instsKey(room), instRoomsKey(s.inst), roomsKey, epochKey}
 }
 
 // forgetIdle drops rooms from memory that no local stream has asked for in

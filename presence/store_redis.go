@@ -250,7 +250,7 @@ func (s *Redis) runSwitch(ctx context.Context, room, mode, op string, now HLC, s
 		}
 	}
 	s.mu.Unlock()
-	res, err := s.exec(ctx, switchScript, []string{lightKey(room, s.cfg.Region), opKey(op), regionsKey(room), roomsKey}, args).ToArray()
+	res, err := s.exec(ctx, switchScript, []string{lightKey(room, s.cfg.Region), opKey(op), regionsKey(room), roomsKey, epochKey}, args).ToArray()
 	if err != nil {
 		return "", nil, err
 	}
@@ -332,7 +332,7 @@ func (s *Redis) Say(ctx context.Context, room string, p Post) (Message, error) {
 func (s *Redis) say(ctx context.Context, room string, msg Message) error {
 	b, _ := json.Marshal(msg)
 	hint := wire{Type: "say", Room: room, Region: s.cfg.Region, Wall: s.now().UnixNano(), Msg: &msg}.encode()
-	return s.exec(ctx, sayScript, []string{feedKey(room, s.cfg.Region), opKey(msg.ID), regionsKey(room), roomsKey},
+	return s.exec(ctx, sayScript, []string{feedKey(room, s.cfg.Region), opKey(msg.ID), regionsKey(room), roomsKey, epochKey},
 		[]string{string(b), strconv.Itoa(feedKeep), roomChannel(room), hint, strconv.FormatInt(opKeep.Milliseconds(), 10),
 			s.cfg.Region, room, strconv.FormatInt(s.now().UnixMilli(), 10)}).Error()
 }
@@ -540,7 +540,13 @@ func (s *Redis) unavailable(err error) error {
 		return err // the caller went away
 	}
 	s.noteError(err)
-	if _, answered := rueidis.IsRedisErr(err); !answered && !errors.Is(err, rueidis.ErrClosing) {
+	re, answered := rueidis.IsRedisErr(err)
+	switch {
+	case answered && strings.HasPrefix(re.Error(), "UNSYNCED"):
+		s.mu.Lock()
+		s.health.doubt("the store holds no epoch marker (restarted empty, or not yet synced)", true)
+		s.mu.Unlock()
+	case !answered && !errors.Is(err, rueidis.ErrClosing):
 		s.lost(err)
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)

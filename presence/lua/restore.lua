@@ -1,7 +1,8 @@
 -- restore.lua: rewrite an instance's whole presence in a room in place. No
 -- DEL first: a tab that stays is never missing, even for an instant.
 --
--- KEYS[1]..KEYS[4] as tab.lua
+-- KEYS[1]..KEYS[4] as tab.lua (KEYS[5] unused: this is how a store that
+-- lost its data gets it back)
 -- ARGV[1]  the room's channel
 -- ARGV[2]  announcement JSON up to the sequence number
 -- ARGV[3]  announcement JSON after it

@@ -6,6 +6,7 @@
 -- KEYS[2]  the operation's key      gp::op:<op id>  (idempotency)
 -- KEYS[3]  the room's region index  gp:<room>:regions     (SADD only)
 -- KEYS[4]  the index of rooms by last use   gp::rooms
+-- KEYS[5]  the store's epoch marker          gp::epoch
 -- ARGV[1]  this region
 -- ARGV[2]  'flip', 'set', or 'merge' (only bring the records up to date)
 -- ARGV[3]  the operation's clock, 16 hex digits (string order = time order)
@@ -22,11 +23,18 @@
 --          that lost them (restarted empty) gets them back before the
 --          switch applies, so no flip or set made before is undone.
 --
+-- A flip or set to a store without the epoch marker (restarted empty, a
+-- KeyDB node not yet synced from its peers) fails with UNSYNCED: written
+-- there, it could undo the history its peers hold.
+--
 -- Returns {'ok' or 'dup', region, record, region, record, ...} with each
 -- record a flat field/value list; or {'clock', hlc} when a set's clock is
 -- not past a set already stored: the caller observes hlc and retries.
 -- Keys other than KEYS[] are read and written: standalone Redis and KeyDB
 -- only, never Redis Cluster.
+if ARGV[2] ~= 'merge' and redis.call('EXISTS', KEYS[5]) == 0 then
+  return redis.error_reply('UNSYNCED the store holds no epoch marker')
+end
 local names, seen = {}, {}
 local function add(g)
   if not seen[g] then seen[g] = true; names[#names + 1] = g end

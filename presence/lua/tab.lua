@@ -6,6 +6,7 @@
 -- KEYS[2]  the room's instance index         gp:<room>:insts
 -- KEYS[3]  the instance's rooms              gp::rooms:<inst>
 -- KEYS[4]  the index of rooms by last use    gp::rooms
+-- KEYS[5]  the store's epoch marker           gp::epoch
 -- ARGV[1]  tab id
 -- ARGV[2]  tab JSON to add, '' to remove
 -- ARGV[3]  the room's channel
@@ -19,7 +20,11 @@
 -- Returns the change's sequence; 0 when nothing changed; -1 when the hash
 -- is gone although the instance had published to it (reaped while the
 -- instance was stalled, or lost with the store): the caller must rewrite
--- all its tabs here, or the others would be lost.
+-- all its tabs here, or the others would be lost. Fails with UNSYNCED on a
+-- store without the epoch marker (see switch.lua).
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  return redis.error_reply('UNSYNCED the store holds no epoch marker')
+end
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
 if fresh and tonumber(ARGV[6]) > 0 then return -1 end
 local n
