@@ -475,3 +475,25 @@ func TestRedisRoomRetention(t *testing.T) {
 		t.Fatalf("the room in use lost its tabs: %s fields", n)
 	}
 }
+
+// A black-holed replication link (no FIN: the replica says its link is up
+// for a minute) makes the instance reading that replica not ready within
+// 3 s, since its own pings stop coming back; ready again once the link is.
+func TestRedisBlackHoledLink(t *testing.T) {
+	primary := redisnode.MustStart(t, redisnode.Options{})
+	link, err := netproxy.Start("127.0.0.1:0", primary.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = link.Close() })
+	replica := redisnode.MustStart(t, redisnode.Options{ReplicaOf: link.Addr()})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: replica.URL(), WriteURL: primary.URL(), Region: "syd"})
+	link.Stall()
+	eventually(t, 3*time.Second, "not ready with the replica's link black-holed", func() bool { return s.Ready(ctx) != nil })
+	if info, _ := replica.Do("INFO", "replication"); infoFields(info)["master_link_status"] != "up" {
+		t.Logf("the replica noticed the cut by itself: %s", infoFields(info)["master_link_status"])
+	}
+	link.Restore()
+	waitReady(t, s)
+}
