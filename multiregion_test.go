@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -300,6 +301,30 @@ func TestMultiRegionPresence(t *testing.T) {
 		return ut["ams"] == 1 && ut["syd"] == 1 && tabsWhere(s, vID)["ams"] == 1 && tabsWhere(s, wID)["iad"] == 1
 	})
 
+	// SIGSTOP the instance serving U's syd tab for 15 s: it is taken for
+	// dead everywhere within 10 s; on SIGCONT it is back everywhere within
+	// 2 s, with the right counts.
+	stalled := syd.Apps[0]
+	if err := syscall.Kill(stalled.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	others := []*cluster.App{ams.Apps[0], ams.Apps[1], iad.Apps[0]}
+	converge(t, others, 10*time.Second, "a stalled instance taken for dead", appState.presenceKey, func(s appState) bool {
+		return tabsWhere(s, uID)["syd"] == 0 && tabsWhere(s, uID)["ams"] == 1
+	})
+	t.Logf("a stalled instance's users left everywhere %v after SIGSTOP", time.Since(stopped).Round(time.Millisecond))
+	time.Sleep(15*time.Second - time.Since(stopped))
+	if err := syscall.Kill(stalled.PID(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	took := converge(t, apps, 2*time.Second, "a stalled instance back", appState.presenceKey, func(s appState) bool {
+		ut := tabsWhere(s, uID)
+		return ut["ams"] == 1 && ut["syd"] == 1 && tabsWhere(s, vID)["ams"] == 1 && tabsWhere(s, wID)["iad"] == 1
+	})
+	t.Logf("a stalled instance's users were back everywhere %v after SIGCONT", took.Round(time.Millisecond))
+	waitJSON(t, u1, "tabs", func(v tabsJSON) bool { return v.Tabs == 2 }) // it was 1 meanwhile
+
 	// kill -9 the instance serving V: no goodbye, only the TTL.
 	if err := ams.Apps[1].Kill(); err != nil {
 		t.Fatal(err)
@@ -319,7 +344,7 @@ func TestMultiRegionPresence(t *testing.T) {
 	// SIGTERM the instance serving W: it says goodbye.
 	termed := time.Now()
 	go func() { _ = iad.Apps[0].Term() }()
-	took := converge(t, []*cluster.App{ams.Apps[0], syd.Apps[0]}, 5*time.Second, "after SIGTERM", appState.presenceKey, func(s appState) bool {
+	took = converge(t, []*cluster.App{ams.Apps[0], syd.Apps[0]}, 5*time.Second, "after SIGTERM", appState.presenceKey, func(s appState) bool {
 		return len(tabsWhere(s, wID)) == 0
 	})
 	t.Logf("users of a terminated instance left everywhere %v after SIGTERM", time.Since(termed))
