@@ -178,6 +178,7 @@ func (s *Redis) pollHealth() {
 		write = s.pollNode(s.write, prevWrite)
 	}
 	s.beat()
+	s.checkLiveness()
 
 	now := time.Now()
 	s.mu.Lock()

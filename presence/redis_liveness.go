@@ -50,6 +50,42 @@ func (s *Redis) beat() {
 	}
 }
 
+// checkLiveness reads the liveness keys of every instance known here: an
+// expired key reads as nil at once, while its expiry event waits for the
+// store's expiry cycle to sample it among every other key with a TTL
+// (seconds, with many operation keys). One read per poll, whatever the
+// rooms. Runs on the health loop.
+func (s *Redis) checkLiveness() {
+	known := map[string]bool{}
+	s.mu.Lock()
+	for _, r := range s.rooms {
+		for inst := range r.insts {
+			known[inst] = true
+		}
+	}
+	s.mu.Unlock()
+	if len(known) == 0 {
+		return
+	}
+	insts := slices.Collect(maps.Keys(known))
+	keys := make([]string, len(insts))
+	for i, inst := range insts {
+		keys[i] = instKey(inst)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, pollTimeout)
+	defer cancel()
+	alive, err := s.read.Do(ctx, s.read.B().Mget().Key(keys...).Build()).ToArray()
+	if err != nil {
+		return
+	}
+	for i, v := range alive {
+		if v.IsNil() {
+			inst := insts[i]
+			s.enqueue(func() { s.instanceGone(inst) })
+		}
+	}
+}
+
 // instanceGone drops an instance whose liveness key expired or was deleted
 // from every tracked room, and reaps its tabs from the store. Runs on the
 // worker.
