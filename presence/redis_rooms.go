@@ -21,9 +21,8 @@ func newRedisRoom() *redisRoom {
 }
 
 type instTabs struct {
-	seq      uint64
-	tabs     map[string]Tab
-	lastSeen time.Time
+	seq  uint64
+	tabs map[string]Tab
 }
 
 // now is the wall clock.

@@ -78,7 +78,7 @@ func (s *Redis) applyDelta(w wire) {
 		it = &instTabs{tabs: make(map[string]Tab)}
 		r.insts[w.Inst] = it
 	}
-	it.seq, it.lastSeen = w.Seq, time.Now()
+	it.seq = w.Seq
 	if w.Type == "join" && w.Tab != nil {
 		it.tabs[w.Tab.ID] = *w.Tab
 	} else {
@@ -120,7 +120,7 @@ func decodeTabs(h map[string]string) *instTabs {
 	if len(h) == 0 {
 		return nil
 	}
-	it := &instTabs{tabs: make(map[string]Tab), lastSeen: time.Now()}
+	it := &instTabs{tabs: make(map[string]Tab)}
 	for k, v := range h {
 		if k == "_seq" {
 			it.seq, _ = strconv.ParseUint(v, 10, 64)
@@ -265,16 +265,15 @@ func (s *Redis) resyncAll() error {
 }
 
 // keepMissing carries over into a fresh reading the instances it lacks but
-// old had, when their absence cannot be trusted: they get a TTL to show up
-// (checkSilent re-reads them then), so a room never empties because this
-// instance, not theirs, was cut off.
+// old had, when their absence cannot be trusted (see trustAbsence): the
+// re-read after the grace settles them, so a room never empties because
+// this instance, not theirs, was cut off or the store lost them.
 func keepMissing(r, old *redisRoom, trusted bool) {
 	if trusted {
 		return
 	}
 	for inst, it := range old.insts {
 		if r.insts[inst] == nil {
-			it.lastSeen = time.Now()
 			r.insts[inst] = it
 		}
 	}
