@@ -37,6 +37,11 @@ func (s *Redis) beat() {
 		}
 	}
 	stale := slices.Collect(maps.Keys(s.stale))
+	if !s.health.write.ok {
+		// Not to a node out of sync: its emptier indexes could win over
+		// its peers' when they sync.
+		stale = nil
+	}
 	s.mu.Unlock()
 	if lost {
 		s.log.Warn("this instance was taken for dead (stalled longer than the TTL, or the store lost it); writing its tabs again",
