@@ -197,6 +197,9 @@ func (s *Redis) forgetIdle() {
 // retire deletes rooms nobody used for the retention period, a batch at a
 // time. Every instance may run it.
 func (s *Redis) retire() {
+	if s.writable() != nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
 	defer cancel()
 	now := s.now()
