@@ -1,8 +1,5 @@
-//go:build chaos
-
-// Runs the checker for real. Kept behind the chaos build tag because the
-// app still breaks invariants under faults (finding that is the checker's
-// job); run with: go test -tags chaos -run TestChaos ./cmd/chaos
+// Runs the checker for real, briefly, on both topologies with a fixed seed:
+// CI's short chaos run. The long runs' command is in the README.
 package main
 
 import (
