@@ -67,6 +67,10 @@ func TestKeyDBTopology(t *testing.T) {
 	if got, _ := syd.Node.Do("DBSIZE"); got == "0" {
 		t.Fatal("syd's node is empty after re-meshing")
 	}
+	// The app takes writes again once it has seen its node in sync.
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
 	setLight(t, c.Region("syd").Apps[0], false)
 	waitLight(t, c.Region("ams").Apps[0], false, 10*time.Second)
 }
