@@ -38,6 +38,17 @@ func wipe(t *testing.T, node *redisnode.Node, dir string) {
 	}
 }
 
+// linkTo is a proxy to node, to cut, stall and restore its link.
+func linkTo(t *testing.T, node *redisnode.Node) *netproxy.Proxy {
+	t.Helper()
+	link, err := netproxy.Start("127.0.0.1:0", node.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = link.Close() })
+	return link
+}
+
 func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -366,11 +377,7 @@ func lowestTabs(s Store, room string, stop <-chan struct{}) <-chan int {
 // tabs, and gets them back within two seconds of the heal.
 func TestRedisOutageLongerThanTheTTL(t *testing.T) {
 	node := redisnode.MustStart(t, redisnode.Options{})
-	link, err := netproxy.Start("127.0.0.1:0", node.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = link.Close() })
+	link := linkTo(t, node)
 	ctx := context.Background()
 	ttl := RedisConfig{TTL: time.Second}
 	a, b := ttl, ttl
@@ -481,11 +488,7 @@ func TestRedisRoomRetention(t *testing.T) {
 // 3 s, since its own pings stop coming back; ready again once the link is.
 func TestRedisBlackHoledLink(t *testing.T) {
 	primary := redisnode.MustStart(t, redisnode.Options{})
-	link, err := netproxy.Start("127.0.0.1:0", primary.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = link.Close() })
+	link := linkTo(t, primary)
 	replica := redisnode.MustStart(t, redisnode.Options{ReplicaOf: link.Addr()})
 	ctx := context.Background()
 	s := openRedis(t, RedisConfig{URL: replica.URL(), WriteURL: primary.URL(), Region: "syd"})

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"globalpresence/internal/netproxy"
 	"globalpresence/internal/redisnode"
 )
 
@@ -180,11 +179,7 @@ func TestRedisInstanceCrashAndGoodbye(t *testing.T) {
 // by itself and a full re-read follows.
 func TestRedisResubscribesAndResyncs(t *testing.T) {
 	node := redisnode.MustStart(t, redisnode.Options{})
-	link, err := netproxy.Start("127.0.0.1:0", node.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = link.Close() })
+	link := linkTo(t, node)
 	ctx := context.Background()
 
 	cut := openRedis(t, RedisConfig{URL: "redis://" + link.Addr() + "/0", Region: "syd"})
