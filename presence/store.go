@@ -52,7 +52,7 @@ type Snapshot struct {
 // "reconnecting…" instead of showing it as current.
 type Status struct {
 	Live   bool   `json:"live"`
-	Reason string `json:"reason,omitempty"` // why not live
+	Reason string `json:"reason,omitempty"` // why not live, for the public: no details
 }
 
 // Store keeps the shared state of every room. A Store belongs to one app

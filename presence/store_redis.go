@@ -462,7 +462,9 @@ func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot
 	}
 	snap.Latency = s.lat.report()
 	if err := s.judge(time.Now()); err != nil {
-		snap.Status.Reason = err.Error()
+		// Public: the details (addresses included) are for /readyz and
+		// the logs.
+		snap.Status.Reason = "reconnecting to the store"
 	} else {
 		snap.Status.Live = true
 	}
