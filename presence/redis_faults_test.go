@@ -500,3 +500,44 @@ func TestRedisBlackHoledLink(t *testing.T) {
 	link.Restore()
 	waitReady(t, s)
 }
+
+// More messages than a feed keeps, posted while a region's replica is cut
+// off: once it is back, that region shows exactly what the others show,
+// the newest ten, none missing, none twice.
+func TestRedisMessagesPostedWhileCutOff(t *testing.T) {
+	primary := redisnode.MustStart(t, redisnode.Options{})
+	link := linkTo(t, primary)
+	replica := redisnode.MustStart(t, redisnode.Options{ReplicaOf: link.Addr()})
+	ctx := context.Background()
+	ams := openRedis(t, RedisConfig{URL: primary.URL(), Region: "ams"})
+	syd := openRedis(t, RedisConfig{URL: replica.URL(), WriteURL: primary.URL(), Region: "syd"})
+	for _, s := range []*Redis{ams, syd} {
+		_, _ = s.Snapshot(ctx, "home", AllParts)
+	}
+	if _, err := syd.Say(ctx, "home", Post{Text: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, ams, "home", func(s Snapshot) bool { return len(s.Messages) == 1 })
+	link.Cut()
+	var sent []string
+	for i := range 15 {
+		m, err := ams.Say(ctx, "home", Post{Text: fmt.Sprint("while cut ", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, m.ID)
+	}
+	link.Restore()
+	waitReady(t, syd)
+	waitSnapshot(t, syd, "home", func(s Snapshot) bool {
+		if len(s.Messages) != FeedLen {
+			return false
+		}
+		for i, m := range s.Messages { // newest first
+			if m.ID != sent[len(sent)-1-i] {
+				return false
+			}
+		}
+		return true
+	})
+}

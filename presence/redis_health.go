@@ -340,6 +340,11 @@ type faultCounts struct {
 	n  map[string]uint64
 }
 
+// faultKinds are counted from zero, so that a dashboard sees them before
+// they first happen.
+var faultKinds = []string{"store_connected", "store_lost", "store_regained", "resync", "restore",
+	"instance_revived", "foreign_announcement"}
+
 func (f *faultCounts) add(kind string) {
 	f.mu.Lock()
 	if f.n == nil {
@@ -354,5 +359,12 @@ func (f *faultCounts) add(kind string) {
 func (s *Redis) StoreEvents() map[string]uint64 {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
-	return maps.Clone(s.faults.n)
+	out := maps.Clone(s.faults.n)
+	if out == nil {
+		out = make(map[string]uint64)
+	}
+	for _, k := range faultKinds {
+		out[k] += 0
+	}
+	return out
 }
