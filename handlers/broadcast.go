@@ -5,6 +5,7 @@ import (
 	"context"
 	"html/template"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,8 +56,9 @@ func (b *Broadcaster) Stats() BroadcastStats {
 
 type roomState struct {
 	conns  int
-	parts  map[string]framed // latest render of status, light, regions, messages, latency
-	msgs   messageRenders    // fragments of the messages in that render
+	parts  map[string]framed  // latest render of status, light, regions, messages, latency
+	msgs   messageRenders     // fragments of the messages in that render
+	shown  []presence.Message // the messages in that render; nil before the first
 	counts map[presence.UserID]int
 	users  map[presence.UserID]*userState // users with connections here
 }
@@ -265,10 +267,11 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 		b.update(room, rs, evLight, func() (framed, error) { return b.r.light(snap.Light) })
 	}
 	if parts&presence.PartMessages != 0 {
+		b.showInPassing(room, rs, snap.Recent)
 		b.update(room, rs, evMessages, func() (framed, error) {
 			f, next, err := b.r.messages(snap.Messages, rs.msgs)
 			if err == nil {
-				rs.msgs = next
+				rs.msgs, rs.shown = next, snap.Messages
 			}
 			return f, err
 		})
@@ -284,6 +287,53 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 	for user, us := range rs.users {
 		if n := rs.counts[user]; n != us.count {
 			b.publishTabsLocked(room, user, us, n)
+		}
+	}
+}
+
+// showInPassing publishes, in order, the feed as it was when each message
+// arrived that this room's streams never saw and that the new feed would
+// hide: messages that arrive together after a gap (a region that was cut
+// off catching up) are then each shown, not only the newest ten. b.mu must
+// be held.
+func (b *Broadcaster) showInPassing(room string, rs *roomState, recent []presence.Message) {
+	if rs.shown == nil {
+		return // a room's first render: its history was not missed
+	}
+	seen := make(map[string]bool, len(rs.shown))
+	for _, m := range rs.shown {
+		seen[m.ID] = true
+	}
+	final := make(map[string]bool, presence.FeedLen)
+	for _, m := range recent[:min(presence.FeedLen, len(recent))] {
+		final[m.ID] = true
+	}
+	list := rs.shown
+	for i := len(recent) - 1; i >= 0; i-- { // oldest first
+		m := recent[i]
+		if seen[m.ID] {
+			continue
+		}
+		next := presence.MergeFeeds([][]presence.Message{list, {m}}, presence.FeedLen)
+		if !slices.ContainsFunc(next, func(x presence.Message) bool { return x.ID == m.ID }) {
+			continue // older than everything shown: not missed, superseded
+		}
+		list = next
+		if final[m.ID] {
+			continue // shown by the new feed anyway
+		}
+		ev, frags, err := b.r.messages(list, rs.msgs)
+		if err != nil {
+			b.log.Error("rendering", "part", evMessages, "err", err)
+			return
+		}
+		rs.msgs = frags
+		b.published.Add(1)
+		for f := range numFormats {
+			// A key of its own: a queued state of the feed must not
+			// replace this one, or the message is missed again.
+			ev[f].Key = evMessages + "\x1f" + m.ID
+			b.em.Publish(roomTopic(room, f), ev[f])
 		}
 	}
 }

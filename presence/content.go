@@ -21,7 +21,9 @@ func (c content) fill(snap *Snapshot, parts Part) {
 		for _, f := range c.feeds {
 			feeds = append(feeds, f)
 		}
-		snap.Messages = MergeFeeds(feeds, FeedLen)
+		snap.Recent = MergeFeeds(feeds, feedKeep)
+		n := min(FeedLen, len(snap.Recent))
+		snap.Messages = snap.Recent[:n:n]
 	}
 }
 

@@ -11,6 +11,14 @@ import (
 // FeedLen is how many messages a room shows.
 const FeedLen = 10
 
+// feedKeep is how many messages each region keeps of its own feed: more
+// than a room shows, so that an instance that missed some (a cut link)
+// still finds them when it catches up, and can show each in passing (see
+// Snapshot.Recent). A region cut off while another posts more than this
+// many in one room shows only the newest of those; the feed itself is
+// exact either way.
+const feedKeep = 3 * FeedLen
+
 // MaxTextLen is the longest message text, in characters.
 const MaxTextLen = 140
 

@@ -501,9 +501,10 @@ func TestRedisBlackHoledLink(t *testing.T) {
 	waitReady(t, s)
 }
 
-// More messages than a feed keeps, posted while a region's replica is cut
+// More messages than a room shows, posted while a region's replica is cut
 // off: once it is back, that region shows exactly what the others show,
-// the newest ten, none missing, none twice.
+// the newest ten, none missing, none twice; and it has every one of them
+// (Recent), to show its streams in passing, not only the newest ten.
 func TestRedisMessagesPostedWhileCutOff(t *testing.T) {
 	primary := redisnode.MustStart(t, redisnode.Options{})
 	link := linkTo(t, primary)
@@ -530,10 +531,10 @@ func TestRedisMessagesPostedWhileCutOff(t *testing.T) {
 	link.Restore()
 	waitReady(t, syd)
 	waitSnapshot(t, syd, "home", func(s Snapshot) bool {
-		if len(s.Messages) != FeedLen {
+		if len(s.Messages) != FeedLen || len(s.Recent) < len(sent) {
 			return false
 		}
-		for i, m := range s.Messages { // newest first
+		for i, m := range s.Recent[:len(sent)] { // newest first
 			if m.ID != sent[len(sent)-1-i] {
 				return false
 			}

@@ -39,12 +39,15 @@ type Change struct {
 
 // Snapshot is the whole state of a room.
 type Snapshot struct {
-	Room     string       `json:"room"`
-	Light    Light        `json:"lightbulb"`
-	Messages []Message    `json:"messages"`
-	Regions  []RegionView `json:"regions"`
-	Latency  []Latency    `json:"latency"`
-	Status   Status       `json:"status"`
+	Room     string    `json:"room"`
+	Light    Light     `json:"lightbulb"`
+	Messages []Message `json:"messages"`
+	// Recent is Messages and the older ones kept behind them, newest
+	// first: what was missed during a gap, to show in passing.
+	Recent  []Message    `json:"-"`
+	Regions []RegionView `json:"regions"`
+	Latency []Latency    `json:"latency"`
+	Status  Status       `json:"status"`
 }
 
 // Status says whether a snapshot is live. While the store is lost, the

@@ -54,7 +54,7 @@ func (m *Memory) Say(_ context.Context, room string, p Post) (Message, error) {
 	msg := NewMessage(m.clock.Now(), m.region, p)
 	m.mu.Lock()
 	r := m.room(room)
-	r.feeds[m.region] = AddToFeed(r.feeds[m.region], msg, FeedLen)
+	r.feeds[m.region] = AddToFeed(r.feeds[m.region], msg, feedKeep)
 	m.mu.Unlock()
 	m.notify(Change{Room: room, Parts: PartMessages})
 	return msg, nil

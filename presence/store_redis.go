@@ -44,10 +44,6 @@ type RedisConfig struct {
 // instead of hanging on reconnection attempts.
 const writeTimeout = 2 * time.Second
 
-// feedKeep is how many messages each region keeps in its own feed: the
-// merged feed never needs more than FeedLen from any one region.
-const feedKeep = FeedLen
-
 // Redis is the Store for many regions: each region (or instance) writes only
 // keys it owns on its regional Redis or KeyDB, every change is announced on a
 // pub/sub channel with what changed, and every reader merges all owners'
