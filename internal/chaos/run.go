@@ -247,9 +247,9 @@ func (r *runner) drive(ctx context.Context) {
 	wg.Go(func() {
 		for sleep(dctx, 10*time.Second) {
 			r.mu.Lock()
-			n := len(r.streams)
+			n, faults := len(r.streams), r.faultCount
 			r.mu.Unlock()
-			r.logf("%d ops so far, %d streams open, %d faults", len(r.hist.Ops()), n, r.faultCount)
+			r.logf("%d ops so far, %d streams open, %d faults", len(r.hist.Ops()), n, faults)
 		}
 	})
 	wg.Wait()
