@@ -434,6 +434,7 @@ func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot
 	var tabs []Tab
 	s.mu.Lock()
 	if r := s.rooms[room]; r != nil {
+		r.lastUsed = time.Now()
 		r.fill(&snap, parts)
 		if parts&PartPresence != 0 {
 			for inst, it := range r.insts {
