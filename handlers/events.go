@@ -36,20 +36,21 @@ func (s *Server) events(c echo.Context) error {
 	user := s.identify(c)
 	ctx := c.Request().Context()
 
-	sub, snapshot, err := s.cfg.Broadcaster.Attach(ctx, DefaultRoom, user, format)
+	room := roomOf(c)
+	sub, snapshot, err := s.cfg.Broadcaster.Attach(ctx, room, user, format)
 	if err != nil {
 		s.streams.release(client)
 		return err
 	}
 	tab := presence.Tab{ID: newTabID(), User: user, Colour: colour, Region: s.cfg.Region, Since: time.Now()}
-	if err := s.cfg.Store.Join(ctx, DefaultRoom, tab); err != nil {
+	if err := s.cfg.Store.Join(ctx, room, tab); err != nil {
 		// The stream still serves what is known; the store catches up
 		// with this tab when it is back.
 		s.cfg.Log.Warn("registering a tab", "err", err)
 	}
 
 	w := c.Response()
-	st := &openStream{s: s, user: user, sub: sub, tab: tab.ID, client: client,
+	st := &openStream{s: s, room: room, user: user, sub: sub, tab: tab.ID, client: client,
 		id: w.Header().Get(echo.HeaderXRequestID), start: time.Now()}
 	if err := ctx.Err(); err != nil {
 		st.ended(err) // the client left already; nothing to answer
@@ -80,6 +81,7 @@ func (s *Server) events(c echo.Context) error {
 // Echo recycles when the handler returns).
 type openStream struct {
 	s      *Server
+	room   string
 	user   presence.UserID
 	sub    *bus.Subscriber
 	tab    string
@@ -92,9 +94,9 @@ type openStream struct {
 // its own: a Leave may take a store round trip.
 func (st *openStream) ended(why error) {
 	s := st.s
-	s.cfg.Broadcaster.Detach(DefaultRoom, st.user, st.sub)
+	s.cfg.Broadcaster.Detach(st.room, st.user, st.sub)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := s.cfg.Store.Leave(ctx, DefaultRoom, st.tab); err != nil {
+	if err := s.cfg.Store.Leave(ctx, st.room, st.tab); err != nil {
 		s.cfg.Log.Warn("removing a closed tab", "tab", st.tab, "err", err)
 	}
 	cancel()

@@ -34,14 +34,14 @@ func (s *Server) hi(c echo.Context) error {
 	if text == "" {
 		text = "Hi from " + presence.City(from) + " 👋"
 	}
-	msg, err := s.cfg.Store.Say(c.Request().Context(), DefaultRoom, presence.Post{User: user, Colour: colour, From: from, Text: text})
+	msg, err := s.cfg.Store.Say(c.Request().Context(), roomOf(c), presence.Post{User: user, Colour: colour, From: from, Text: text})
 	if err != nil {
 		return err
 	}
 	if isHTMX(c) {
 		// A fresh, empty form replaces the one that was sent.
 		var buf bytes.Buffer
-		if err := s.cfg.Templates.ExecuteTemplate(&buf, "hi-form", youView{Colour: colour}); err != nil {
+		if err := s.cfg.Templates.ExecuteTemplate(&buf, "hi-form", youView{Colour: colour, Base: roomBase(roomOf(c))}); err != nil {
 			return err
 		}
 		return c.HTMLBlob(http.StatusCreated, buf.Bytes())

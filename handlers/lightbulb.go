@@ -21,7 +21,7 @@ func (s *Server) lightbulb(c echo.Context) error {
 	if err := s.limit(c, s.lightLimit, sw.By, "switches"); err != nil {
 		return err
 	}
-	l, err := s.cfg.Store.Switch(c.Request().Context(), DefaultRoom, sw)
+	l, err := s.cfg.Store.Switch(c.Request().Context(), roomOf(c), sw)
 	if err != nil {
 		return err
 	}

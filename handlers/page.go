@@ -14,7 +14,8 @@ import (
 // stream then keeps it live.
 func (s *Server) page(c echo.Context) error {
 	user := s.identify(c)
-	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), DefaultRoom, presence.AllParts)
+	room := roomOf(c)
+	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
 	if err != nil {
 		return err
 	}
@@ -25,11 +26,12 @@ func (s *Server) page(c echo.Context) error {
 			Colour: colour,
 			Edge:   place(edgeRegion(c, s.cfg.Region)),
 			App:    place(s.cfg.Region),
+			Base:   roomBase(room),
 		},
 		State: newStateView(snap, s.cfg.Region),
 		// This page's own stream is about to connect: count it already.
 		Tabs:      presence.TabCounts(snap.Regions)[user] + 1,
-		EventsURL: "/events?" + url.Values{"colour": {colour}}.Encode(),
+		EventsURL: roomBase(room) + "/events?" + url.Values{"colour": {colour}}.Encode(),
 	}
 	var buf bytes.Buffer
 	if err := s.cfg.Templates.ExecuteTemplate(&buf, "page", data); err != nil {

@@ -10,7 +10,7 @@ import (
 
 // state returns the whole room as JSON.
 func (s *Server) state(c echo.Context) error {
-	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), DefaultRoom, presence.AllParts)
+	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), roomOf(c), presence.AllParts)
 	if err != nil {
 		return err
 	}

@@ -185,6 +185,7 @@ type youView struct {
 	Colour string
 	Edge   placeView
 	App    placeView
+	Base   string // the room's URL prefix: "" for home, else /rooms/<room>
 }
 
 // Initials is what the viewer's avatar shows.

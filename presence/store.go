@@ -4,17 +4,30 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"strings"
 	"sync"
 )
 
 // ErrUnavailable is returned by writes while the store cannot be reached.
 var ErrUnavailable = errors.New("store unavailable")
 
-var roomName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var roomName = regexp.MustCompile(`^[A-Za-z0-9._~/-]{1,128}$`)
 
-// ValidRoom reports whether name can name a room: it becomes part of store
-// keys, so it is kept to a safe alphabet.
-func ValidRoom(name string) bool { return roomName.MatchString(name) }
+// ValidRoom reports whether name can name a room: 1-128 characters of
+// A-Z a-z 0-9 . _ ~ - /, in segments between slashes none of which is
+// empty, "." or "..". It becomes part of store keys and URLs, so it never
+// holds a ':' or anything a path could be confused by.
+func ValidRoom(name string) bool {
+	if !roomName.MatchString(name) {
+		return false
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
 
 // Part names the independently updated parts of a room's page.
 type Part uint8
