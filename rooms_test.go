@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"globalpresence/internal/redisnode"
+	"globalpresence/presence"
 )
 
 // Every page is a room under /rooms/{room}, with everything home has, and
@@ -110,5 +111,46 @@ func roomsByURL(t *testing.T, a *app) {
 	}
 	if code, _ = post(t, http.DefaultClient, a.URL+"/rooms/"+room+"/nothing", nil); code != http.StatusNotFound {
 		t.Errorf("POST to no action: %d, want 404", code)
+	}
+}
+
+// Users are told apart by their whole identity, not by the 8 digits shown:
+// two browsers whose shown IDs collide are two users, each with their own
+// tab count.
+func TestUsersGroupedByFullIdentity(t *testing.T) {
+	seen := map[string]string{}
+	var a, b string
+	for a == "" {
+		s := presence.NewSecret()
+		short := presence.IDFromSecret(s).Short()
+		if other, ok := seen[short]; ok {
+			a, b = other, s
+		}
+		seen[short] = s
+	}
+	app := startApp(t, nil)
+	u, _ := url.Parse(app.URL)
+	var streams []*stream
+	for _, secret := range []string{a, b} {
+		c := newBrowserClient(t)
+		c.Jar.SetCookies(u, []*http.Cookie{{Name: "gp_secret", Value: secret}})
+		streams = append(streams, openStream(t, app.URL, c, "/events?format=json"))
+	}
+	for _, s := range streams {
+		waitJSON(t, s, "tabs", func(v tabsJSON) bool { return v.Tabs == 1 })
+	}
+	var st regionsJSON
+	getJSON(t, app.URL+"/api/state", &st)
+	if len(st.Regions) != 1 || len(st.Regions[0].Users) != 2 || st.Regions[0].Count != 2 ||
+		st.Regions[0].Users[0].ID != st.Regions[0].Users[1].ID || st.Regions[0].Users[0].Tabs != 1 {
+		t.Fatalf("two users whose shown IDs collide: %+v", st.Regions)
+	}
+	// And neither stream ever said 2 tabs.
+	for _, s := range streams {
+		for len(s.events) > 0 {
+			if ev := <-s.events; string(ev.Event) == "tabs" && strings.Contains(string(ev.Data), `"tabs":2`) {
+				t.Fatalf("a user was counted the other's tab: %s", ev.Data)
+			}
+		}
 	}
 }

@@ -107,7 +107,7 @@ func FuzzSwitchState(f *testing.F) {
 }
 
 // The identity cookie: whatever a client sends, it is either a valid secret
-// (and yields an ID of 8 upper-case hex digits) or replaced by a new one.
+// (and yields an ID of 32 upper-case hex digits) or replaced by a new one.
 func FuzzIdentityCookie(f *testing.F) {
 	f.Add(presence.NewSecret())
 	f.Add("")
@@ -119,7 +119,7 @@ func FuzzIdentityCookie(f *testing.F) {
 		rec := httptest.NewRecorder()
 		s := &Server{}
 		id := s.identify(echo.New().NewContext(req, rec))
-		if len(id) != 8 || strings.Trim(string(id), "0123456789ABCDEF") != "" {
+		if len(id) != 32 || strings.Trim(string(id), "0123456789ABCDEF") != "" {
 			t.Fatalf("id %q", id)
 		}
 		sent := "" // what reaches the server after net/http's own cookie sanitising

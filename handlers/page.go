@@ -22,7 +22,7 @@ func (s *Server) page(c echo.Context) error {
 	colour := presence.RandomColour()
 	data := pageData{
 		You: youView{
-			ID:     string(user),
+			ID:     user.Short(),
 			Colour: colour,
 			Edge:   place(edgeRegion(c, s.cfg.Region)),
 			App:    place(s.cfg.Region),

@@ -27,7 +27,7 @@ type lightView struct {
 }
 
 func newLightView(l presence.Light) lightView {
-	v := lightView{On: l.On, Flips: l.Flips, By: string(l.By), Region: l.Region}
+	v := lightView{On: l.On, Flips: l.Flips, By: l.By.Short(), Region: l.Region}
 	if !l.At.IsZero() {
 		v.City = presence.City(l.Region)
 		v.At = &l.At
@@ -62,7 +62,7 @@ func newRegionViews(regions []presence.RegionView, here string) []regionView {
 		v := regionView{Region: r.Region, City: presence.City(r.Region), Here: r.Region == here, Count: len(r.Users),
 			Users: make([]userView, len(r.Users))}
 		for i, u := range r.Users {
-			v.Users[i] = userView{ID: string(u.ID), Colour: u.Colour, Tabs: u.Tabs}
+			v.Users[i] = userView{ID: u.ID.Short(), Colour: u.Colour, Tabs: u.Tabs}
 		}
 		seen = seen || v.Here
 		views = append(views, v)
@@ -131,7 +131,7 @@ func (m messageView) Initials() string { return m.User[:min(2, len(m.User))] }
 func (m messageView) Clock() string { return m.At.UTC().Format("15:04:05") }
 
 func newMessageView(m presence.Message) messageView {
-	return messageView{ID: m.ID, User: string(m.User), Colour: m.Colour, Region: m.Region, From: m.From,
+	return messageView{ID: m.ID, User: m.User.Short(), Colour: m.Colour, Region: m.Region, From: m.From,
 		City: presence.City(m.From), Text: m.Text, At: m.At}
 }
 

@@ -9,10 +9,15 @@ import (
 	"strings"
 )
 
-// UserID is the public name of a browser: the first 8 hex digits (upper
-// case) of a SHA-256 over that browser's secret. The secret never leaves the
-// cookie, so nobody can claim another user's ID.
+// UserID is who a browser is: 32 hex digits (upper case) of a SHA-256 over
+// that browser's secret. The secret never leaves the cookie, so nobody can
+// claim another user's ID. Users are told apart by the whole ID (8 digits
+// alone collide: a 4% chance of two merging among 19,000 users); pages show
+// only Short.
 type UserID string
+
+// Short is the ID as shown: its first 8 hex digits.
+func (u UserID) Short() string { return string(u[:min(8, len(u))]) }
 
 // secretLen is the number of random bytes in a browser secret.
 const secretLen = 32
@@ -37,7 +42,7 @@ func ValidSecret(s string) bool {
 // IDFromSecret derives the public ID of the browser holding secret.
 func IDFromSecret(secret string) UserID {
 	sum := sha256.Sum256([]byte(secret))
-	return UserID(strings.ToUpper(hex.EncodeToString(sum[:4])))
+	return UserID(strings.ToUpper(hex.EncodeToString(sum[:16])))
 }
 
 // Palette is the fixed set of avatar colours; the page and the stream only

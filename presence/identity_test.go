@@ -12,7 +12,8 @@ func TestIdentity(t *testing.T) {
 		t.Fatal("secret validation")
 	}
 	id := IDFromSecret(s)
-	if !regexp.MustCompile(`^[0-9A-F]{8}$`).MatchString(string(id)) || id != IDFromSecret(s) {
+	if !regexp.MustCompile(`^[0-9A-F]{32}$`).MatchString(string(id)) || id != IDFromSecret(s) ||
+		!regexp.MustCompile(`^[0-9A-F]{8}$`).MatchString(id.Short()) {
 		t.Fatalf("bad id %q", id)
 	}
 	// Flaw 3 of the original: everyone first got SHA-256("") = E3B0C442.
