@@ -2,40 +2,22 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"globalpresence/internal/cluster"
 )
 
 // app is a real server started by run, on a loopback port of its own.
 type app struct {
 	URL  string
-	stop func() error // graceful shutdown; returns run's error
-	logs *syncBuffer  // what it wrote to stderr
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	stop func() error       // graceful shutdown; returns run's error
+	logs *cluster.LogBuffer // what it wrote to stderr
 }
 
 // startApp runs the whole program as main would, with extra flags, and stops
@@ -46,7 +28,7 @@ func startApp(t testing.TB, env map[string]string, args ...string) *app {
 	out, outW := io.Pipe()
 	done := make(chan error, 1)
 	getenv := func(k string) string { return env[k] }
-	a := &app{logs: &syncBuffer{}}
+	a := &app{logs: &cluster.LogBuffer{}}
 	go func() {
 		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), getenv, outW, a.logs)
 		outW.Close()

@@ -1,7 +1,6 @@
 package presence
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"globalpresence/internal/cluster"
 	"globalpresence/internal/redisnode"
 )
 
@@ -253,7 +253,7 @@ func TestRedisConfigRefused(t *testing.T) {
 	node := redisnode.MustStart(t, redisnode.Options{ExtraConfig: []string{
 		`rename-command CONFIG ""`, "notify-keyspace-events Kgx",
 	}})
-	var logs lockedBuffer // the stores' goroutines log while the test reads
+	var logs cluster.LogBuffer // the stores' goroutines log while the test reads
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Log: log})
 	if !strings.Contains(logs.String(), "notify-keyspace-events Kgx") {
@@ -424,24 +424,6 @@ func waitSnapshot(t *testing.T, s Store, room string, ok func(Snapshot) bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A write is retried once when its connection fails (the store restarted

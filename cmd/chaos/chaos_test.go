@@ -3,12 +3,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +20,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer is written by the run and the cluster's app goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 var lastLine = regexp.MustCompile(`^chaos: seed=7 ops=(\d+) faults=(\d+) violations=0$`)
 
 func TestChaos(t *testing.T) {
@@ -51,7 +31,7 @@ func TestChaos(t *testing.T) {
 			bin := cluster.TestBinary(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			var out lockedBuffer
+			var out cluster.LogBuffer
 			code := run(ctx, []string{"-topology", topology, "-duration", "15s", "-seed", "7",
 				"-binary", bin, "-out", t.TempDir() + "/history.jsonl"}, &out, &out)
 			lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"maps"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,24 +18,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	cluster.RemoveTestBinary()
 	os.Exit(code)
-}
-
-// lockedBuffer is written by run and by the cluster's app goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // checkTable checks the printed table lists the wanted apps and that every
@@ -81,7 +61,7 @@ func checkTable(t *testing.T, out string, apps ...string) {
 func TestRunFor(t *testing.T) {
 	bin := cluster.TestBinary(t)
 	t.Parallel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr cluster.LogBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -96,7 +76,7 @@ func TestRunFor(t *testing.T) {
 func TestRunStopsOnSignal(t *testing.T) {
 	bin := cluster.TestBinary(t)
 	t.Parallel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr cluster.LogBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -153,7 +133,7 @@ func TestBadFlags(t *testing.T) {
 		{"-regions", ","},
 		{"-no-such-flag"},
 	} {
-		var out lockedBuffer
+		var out cluster.LogBuffer
 		if err := run(context.Background(), args, &out, &out); err == nil {
 			t.Errorf("%v: run succeeded", args)
 		}

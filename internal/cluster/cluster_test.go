@@ -131,6 +131,30 @@ func processesIn(t *testing.T, dir string) []string {
 	return found
 }
 
+// startCluster starts cfg in a dir of its own with the test binary and the
+// test's log, and stops it at the end of the test, checking that nothing it
+// started is left running.
+func startCluster(t *testing.T, cfg cluster.Config) *cluster.Cluster {
+	t.Helper()
+	cfg.Binary, cfg.Dir, cfg.Log = cluster.TestBinary(t), t.TempDir(), logWriter{t}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := cluster.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered after TempDir's removal, so it runs first.
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+		if left := processesIn(t, cfg.Dir); len(left) > 0 {
+			t.Errorf("still running after Stop:\n%s", strings.Join(left, "\n"))
+		}
+	})
+	return c
+}
+
 func TestCluster(t *testing.T) {
 	redisnode.Require(t)
 	t.Parallel()
@@ -314,17 +338,7 @@ func TestConfigErrors(t *testing.T) {
 // and its apps write there; changes still reach every region.
 func TestDirectLinks(t *testing.T) {
 	redisnode.Require(t)
-	c, err := cluster.Start(context.Background(), cluster.Config{
-		Binary: cluster.TestBinary(t), Regions: []string{"ams", "syd"}, Direct: true, Log: logWriter{t},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	c := startCluster(t, cluster.Config{Regions: []string{"ams", "syd"}, Direct: true})
 	syd := c.Region("syd")
 	if syd.ReplLink != nil || syd.WriteLink != nil || syd.ReplAddr(c.Primary) != c.Primary.Addr() {
 		t.Fatalf("links not direct: replicates via %s", syd.ReplAddr(c.Primary))

@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,27 +12,12 @@ import (
 func TestKeyDBTopology(t *testing.T) {
 	redisnode.RequireKeyDB(t)
 	t.Parallel()
-	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Config{
-		Binary:   cluster.TestBinary(t),
+	c := startCluster(t, cluster.Config{
 		Topology: cluster.TopologyKeyDB,
 		Regions:  []string{"ams", "iad", "syd"},
-		Dir:      dir,
 		AppArgs:  []string{"-coalesce", "50ms"},
-		Log:      logWriter{t},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-		if left := processesIn(t, dir); len(left) > 0 {
-			t.Errorf("still running after Stop:\n%s", strings.Join(left, "\n"))
-		}
 	})
 	if c.Primary != nil || c.Topology() != cluster.TopologyKeyDB {
 		t.Fatalf("keydb cluster has a primary (%v) or topology %q", c.Primary, c.Topology())

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"os"
 	"sync"
 	"testing"
@@ -37,4 +38,23 @@ func RemoveTestBinary() {
 	if testBinary.dir != "" {
 		os.RemoveAll(testBinary.dir)
 	}
+}
+
+// LogBuffer is a bytes.Buffer that a test reads while a cluster's apps, a
+// store's goroutines or a run write to it.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
