@@ -152,3 +152,44 @@ func TestJudgeKeyDBNode(t *testing.T) {
 		t.Fatal("a standalone primary is in sync")
 	}
 }
+
+// A black-holed link between two KeyDB nodes (no FIN: both say the link is
+// up) for longer than the TTL: one node sees the other region's instance
+// expire, and its tabs are reaped there; once the link heals the reaping
+// reaches the live instance's own node. The instance notices at its next
+// beat and writes its tabs again, so presence comes back everywhere.
+func TestKeyDBBlackHoledPeerLink(t *testing.T) {
+	a := redisnode.MustStart(t, redisnode.Options{KeyDB: true})
+	b := redisnode.MustStart(t, redisnode.Options{KeyDB: true})
+	ab, ba := linkTo(t, b), linkTo(t, a) // a replicates b through ab, b replicates a through ba
+	for _, m := range []struct {
+		node *redisnode.Node
+		via  string
+	}{{a, ab.Addr()}, {b, ba.Addr()}} {
+		host, port, _ := net.SplitHostPort(m.via)
+		if _, err := m.node.Do("REPLICAOF", host, port); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSynced(t, a, b)
+	ctx := context.Background()
+	ams := openRedis(t, RedisConfig{URL: a.URL(), Region: "ams", TTL: time.Second})
+	syd := openRedis(t, RedisConfig{URL: b.URL(), Region: "syd", TTL: time.Second})
+	_, _ = ams.Snapshot(ctx, "home", AllParts)
+	if err := syd.Join(ctx, "home", Tab{ID: "t", User: "U", Region: "syd", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	waitTabs(t, ams, "home", 1, 5*time.Second)
+
+	ab.Stall()
+	ba.Stall()
+	waitTabs(t, ams, "home", 0, 5*time.Second) // syd's key expired on ams's node
+	time.Sleep(time.Second)                    // and its tabs were reaped there
+	ab.Restore()
+	ba.Restore()
+	waitTabs(t, ams, "home", 1, 5*time.Second)
+	eventually(t, 5*time.Second, "syd's tabs back on syd's own node", func() bool {
+		n, _ := b.Do("HLEN", tabsKey("home", syd.inst))
+		return n == "2"
+	})
+}

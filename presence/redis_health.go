@@ -191,10 +191,12 @@ func (s *Redis) pollHealth() {
 		h.doubt("the primary restarted", true)
 	case prevRead.replID != "" && read.replID != "" && read.replID != prevRead.replID:
 		h.doubt("the store node loaded a full sync", true)
+	// Back without a restart or a full sync: it lost nothing, and the
+	// re-read writes back whatever it turns out to lack anyway.
 	case read.ok && !prevRead.ok && prevRead.runID != "":
-		h.doubt("the store node is back in sync", true)
+		h.doubt("the store node is back in sync", false)
 	case write.ok && !prevWrite.ok && prevWrite.runID != "":
-		h.doubt("the primary is back", true)
+		h.doubt("the primary is back", false)
 	}
 	s.mu.Unlock()
 	_ = s.judge(now)

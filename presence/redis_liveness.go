@@ -21,8 +21,19 @@ import (
 func (s *Redis) beat() {
 	ctx, cancel := context.WithTimeout(s.ctx, pollTimeout)
 	defer cancel()
-	alive, err := s.exec(ctx, beatScript, []string{instKey(s.inst)},
-		[]string{s.cfg.Region, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10), s.pingChannel()}).AsInt64()
+	s.mu.Lock()
+	hasTabs := "0"
+	for room, tabs := range s.mine {
+		// Only rooms the store has acknowledged tabs in (not one whose
+		// first join is on its way, nor one marked stale).
+		if len(tabs) > 0 && s.mySeq[room] > 0 && !s.stale[room] {
+			hasTabs = "1"
+			break
+		}
+	}
+	s.mu.Unlock()
+	alive, err := s.exec(ctx, beatScript, []string{instKey(s.inst), instRoomsKey(s.inst)},
+		[]string{s.cfg.Region, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10), s.pingChannel(), hasTabs}).AsInt64()
 	if err != nil {
 		return
 	}

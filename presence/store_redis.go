@@ -217,25 +217,25 @@ func (s *Redis) Switch(ctx context.Context, room string, sw Switch) (Light, erro
 			mode, set = "set", fmt.Sprintf(`{"hlc":%d,"on":%t,"base":`, uint64(now), *sw.Set)
 		}
 		stamp, _ := json.Marshal(Stamp{HLC: now, By: sw.By, From: sw.From})
-		status, records, err := s.runSwitch(ctx, room, mode, op, now, string(stamp), set)
+		records, ahead, err := s.runSwitch(ctx, room, mode, op, now, string(stamp), set)
 		if err != nil {
 			return Light{}, s.unavailable(err)
 		}
-		if status != "clock" {
+		if ahead == 0 {
 			return FoldLight(records), nil
 		}
 		// A set stored elsewhere carries a later clock than ours: this
 		// one was made after it was seen, so it must sort after it.
-		newest := newestSet(records)
-		s.observe(newest)
-		now = max(s.clock.Now(), newest+1)
+		s.observe(ahead)
+		now = max(s.clock.Now(), ahead+1)
 	}
 	return Light{}, s.unavailable(errors.New("sets keep racing ahead of this one"))
 }
 
 // runSwitch runs the switch script in mode (flip, set or merge) and keeps
-// the records it answers. For "clock", records holds only the newest set.
-func (s *Redis) runSwitch(ctx context.Context, room, mode, op string, now HLC, stamp, set string) (string, map[string]LightRecord, error) {
+// the records it answers; or, when a stored set's clock is not behind this
+// set's, applies nothing and answers that clock (ahead).
+func (s *Redis) runSwitch(ctx context.Context, room, mode, op string, now HLC, stamp, set string) (records map[string]LightRecord, ahead HLC, err error) {
 	hint := wire{Type: "light", Room: room, Wall: s.now().UnixNano()}.opened()
 	args := []string{s.cfg.Region, mode, hlcHex(now), stamp, set, roomChannel(room), hint,
 		strconv.FormatInt(opKeep.Milliseconds(), 10), lightKey(room, ""), room, strconv.FormatInt(s.now().UnixMilli(), 10)}
@@ -248,27 +248,16 @@ func (s *Redis) runSwitch(ctx context.Context, room, mode, op string, now HLC, s
 	s.mu.Unlock()
 	res, err := s.exec(ctx, switchScript, []string{lightKey(room, s.cfg.Region), opKey(op), regionsKey(room), roomsKey, epochKey}, args).ToArray()
 	if err != nil {
-		return "", nil, err
+		return nil, 0, err
 	}
-	status, _ := res[0].ToString()
-	if status == "clock" {
+	if status, _ := res[0].ToString(); status == "clock" {
 		newest, _ := res[1].ToString()
 		h, _ := strconv.ParseUint(newest, 16, 64)
-		return status, map[string]LightRecord{"": {Set: &SetOp{HLC: HLC(h)}}}, nil
+		return nil, HLC(h), nil
 	}
-	records := decodeRecords(res[1:])
+	records = decodeRecords(res[1:])
 	s.learnLights(room, records)
-	return status, records, nil
-}
-
-func newestSet(records map[string]LightRecord) HLC {
-	var h HLC
-	for _, rec := range records {
-		if rec.Set != nil {
-			h = max(h, rec.Set.HLC)
-		}
-	}
-	return h
+	return records, 0, nil
 }
 
 // decodeRecords reads the region / record pairs a switch answers.

@@ -2,13 +2,18 @@
 -- renew its liveness key, and ping itself through its subscription.
 --
 -- KEYS[1]  the instance's liveness key   gp::inst:<inst>
+-- KEYS[2]  the instance's rooms          gp::rooms:<inst>
 -- ARGV[1]  the instance's region
 -- ARGV[2]  TTL, ms
 -- ARGV[3]  the instance's ping channel
+-- ARGV[4]  '1' if the instance has tabs in some room
 --
--- Returns 1, or 0 when the key was gone: the instance was taken for dead
--- (and its tabs reaped), or the store lost it; the caller rewrites its tabs.
+-- Returns 1, or 0 when the instance was taken for dead: its key was gone,
+-- or its rooms were reaped (on a KeyDB node that saw its key expire behind
+-- a black-holed link, and passed the reaping on once the link healed), or
+-- the store lost them. The caller then rewrites its tabs.
 local alive = redis.call('EXISTS', KEYS[1])
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then alive = 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], 'ping')
 return alive
