@@ -140,6 +140,11 @@ func TestJudgeKeyDBNode(t *testing.T) {
 	if st := judgeNode(down, nodeState{}); st.ok {
 		t.Fatal("a peer link down was taken as in sync")
 	}
+	silent := map[string]string{"role": "active-replica", "master_link_status": "up", "master_last_io_seconds_ago": "0",
+		"master_1_link_status": "up", "master_1_last_io_seconds_ago": "3", "master_sync_in_progress": "0"}
+	if st := judgeNode(silent, nodeState{}); st.ok {
+		t.Fatal("a peer link silent for 3 s was taken as in sync")
+	}
 	syncing := map[string]string{"role": "active-replica", "master_link_status": "up", "master_sync_in_progress": "1"}
 	if st := judgeNode(syncing, nodeState{}); st.ok {
 		t.Fatal("a sync in progress was taken as in sync")
@@ -154,10 +159,12 @@ func TestJudgeKeyDBNode(t *testing.T) {
 }
 
 // A black-holed link between two KeyDB nodes (no FIN: both say the link is
-// up) for longer than the TTL: one node sees the other region's instance
-// expire, and its tabs are reaped there; once the link heals the reaping
-// reaches the live instance's own node. The instance notices at its next
-// beat and writes its tabs again, so presence comes back everywhere.
+// up): both instances go not ready within seconds, as nothing, not even
+// the peer's pings, comes through. With a TTL shorter than that, one node
+// sees the other region's instance expire first, and its tabs are reaped
+// there; once the link heals the reaping reaches the live instance's own
+// node. The instance notices at its next beat and writes its tabs again, so
+// presence comes back everywhere.
 func TestKeyDBBlackHoledPeerLink(t *testing.T) {
 	a := redisnode.MustStart(t, redisnode.Options{KeyDB: true})
 	b := redisnode.MustStart(t, redisnode.Options{KeyDB: true})
@@ -184,9 +191,14 @@ func TestKeyDBBlackHoledPeerLink(t *testing.T) {
 	ab.Stall()
 	ba.Stall()
 	waitTabs(t, ams, "home", 0, 5*time.Second) // syd's key expired on ams's node
-	time.Sleep(time.Second)                    // and its tabs were reaped there
+	// Both links still say "up", but nothing comes through: not ready.
+	for _, st := range []*Redis{ams, syd} {
+		eventually(t, 5*time.Second, "not ready behind a black-holed peer link", func() bool { return st.Ready(ctx) != nil })
+	}
 	ab.Restore()
 	ba.Restore()
+	waitReady(t, ams)
+	waitReady(t, syd)
 	waitTabs(t, ams, "home", 1, 5*time.Second)
 	eventually(t, 5*time.Second, "syd's tabs back on syd's own node", func() bool {
 		n, _ := b.Do("HLEN", tabsKey("home", syd.inst))

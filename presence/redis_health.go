@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,9 @@ const (
 	// means the path from the write node to this subscriber is broken (a
 	// black-holed link keeps a replica "up" for a minute).
 	echoLimit = 2500 * time.Millisecond
+	// peerSilence is how many seconds a KeyDB peer link may carry nothing
+	// before it is taken as cut: its node pings every second.
+	peerSilence = 2
 	// sweepEvery is how often idle rooms are forgotten and unused ones
 	// retired: a constant cost, whatever the number of rooms.
 	sweepEvery = 10 * time.Second
@@ -269,6 +273,12 @@ func judgeNode(f map[string]string, prev nodeState) nodeState {
 		for k, v := range f {
 			if strings.HasSuffix(k, "link_status") && v != "up" {
 				st.ok, st.why = false, "link to "+strings.TrimSuffix(k, "_link_status")+" is "+v
+			}
+			// A black-holed peer link stays "up" for repl-timeout (60 s),
+			// but nothing comes through it, not even the peer's pings
+			// (every second: see enableNotifications).
+			if n, err := strconv.Atoi(v); role == "active-replica" && strings.HasSuffix(k, "last_io_seconds_ago") && err == nil && n > peerSilence {
+				st.ok, st.why = false, fmt.Sprintf("nothing from %s for %d s", strings.TrimSuffix(k, "_last_io_seconds_ago"), n)
 			}
 		}
 	default:

@@ -203,10 +203,14 @@ func (s *Redis) handle(m rueidis.PubSubMessage) {
 
 // enableNotifications turns on the keyspace events this store needs on the
 // node it subscribes to, keeping any flags already set. A server that
-// refuses CONFIG (managed Redis) must have them in its configuration.
+// refuses CONFIG (managed Redis) must have them in its configuration. It
+// also asks the node to ping its replicas every second (KeyDB peers among
+// them), so that a peer link that carries nothing is known to be cut; a
+// refusal there only leaves that check to the node's own timeout.
 func (s *Redis) enableNotifications(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	_ = s.read.Do(ctx, s.read.B().ConfigSet().ParameterValue().ParameterValue("repl-ping-replica-period", "1").Build()).Error()
 	cur, err := s.read.Do(ctx, s.read.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
 	flags := cur["notify-keyspace-events"]
 	missing := missingFlags(flags, keyspaceFlags)
