@@ -208,6 +208,14 @@ func (n *Node) waitReady() error {
 	}); err != nil {
 		return err
 	}
+	// PING is answered while the AOF still loads, and most commands
+	// (REPLICAOF among them) are refused with LOADING until it is done.
+	if err := n.poll("loading:0", func() (bool, error) {
+		info, err := n.Do("INFO", "persistence")
+		return err == nil && strings.Contains(info, "loading:0"), err
+	}); err != nil {
+		return err
+	}
 	if n.opts.ReplicaOf == "" {
 		return nil
 	}
