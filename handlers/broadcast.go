@@ -151,8 +151,8 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 	// Each attached connection is a tab about to join, so the count read
 	// before it joined is raised to them rather than shown low for a moment;
 	// the user's other connections are told first.
-	if us.conns++; max(rs.counts[user], us.conns) != us.count || us.tabs[f].Frame == nil {
-		b.publishTabsLocked(room, user, us, max(rs.counts[user], us.conns))
+	if us.conns++; rs.tabsOf(user, us) != us.count || us.tabs[f].Frame == nil {
+		b.publishTabsLocked(room, user, us, rs.tabsOf(user, us))
 	}
 	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
 	// Status first: a client knows whether what follows is live before
@@ -285,10 +285,17 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 	b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region, b.large) })
 	rs.counts = presence.TabCounts(snap.Regions)
 	for user, us := range rs.users {
-		if n := rs.counts[user]; n != us.count {
+		if n := rs.tabsOf(user, us); n != us.count {
 			b.publishTabsLocked(room, user, us, n)
 		}
 	}
+}
+
+// tabsOf is a user's tab count as shown: what the store counted, but never
+// fewer than their connections here, each of which is a tab (one attached
+// but not yet joined would otherwise read as a dip).
+func (rs *roomState) tabsOf(user presence.UserID, us *userState) int {
+	return max(rs.counts[user], us.conns)
 }
 
 // showInPassing publishes, in order, the feed as it was when each message

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,6 +139,33 @@ func receives(sub *bus.Subscriber, text string, deadline <-chan time.Time) bool 
 			return false
 		case <-deadline:
 			return false
+		}
+	}
+}
+
+// A stream attached but not yet joined is still one of its user's tabs: a
+// presence re-render in between (another user joining) does not tell it
+// "0 tabs".
+func TestAttachedStreamCountsBeforeItJoins(t *testing.T) {
+	store := presence.NewMemory("ams")
+	b := newTestBroadcaster(t, store)
+	ctx := context.Background()
+	sub, snap, err := b.Attach(ctx, "home", "U", JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Detach("home", "U", sub) })
+	if tabs := string(snap[len(snap)-1]); !strings.Contains(tabs, `"tabs":1`) {
+		t.Fatalf("an attached stream starts with %q", tabs)
+	}
+	_ = sub.Take(nil)
+	if err := store.Join(ctx, "home", presence.Tab{ID: "v", User: "V", Region: "ams"}); err != nil {
+		t.Fatal(err)
+	}
+	b.flush("home", presence.PartPresence)
+	for _, ev := range sub.Take(nil) {
+		if ev.Key == evTabs && strings.Contains(string(ev.Frame), `"tabs":0`) {
+			t.Fatalf("an attached stream was told %q", ev.Frame)
 		}
 	}
 }
