@@ -55,7 +55,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	retention := fs.Duration("room-retention", 7*24*time.Hour, "delete a room from the store once nobody has used it for this long (Redis/KeyDB)")
 	trustProxy := fs.Bool("trust-proxy", getenv("TRUST_PROXY") == "true",
 		"believe Fly-Client-IP, X-Forwarded-For and X-Forwarded-Proto (only behind a proxy that sets them; env TRUST_PROXY=true)")
+	embedOrigins := fs.String("embed-origins", getenv("EMBED_ORIGINS"),
+		"other sites that may embed rooms: comma-separated origins (https://shop.example), or * for any; default none (env EMBED_ORIGINS)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	embeds, err := handlers.ParseEmbedOrigins(*embedOrigins)
+	if err != nil {
 		return err
 	}
 	region := getenv("FLY_REGION")
@@ -85,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer bc.Close()
 	srv := handlers.New(handlers.Config{
 		Store: store, Broadcaster: bc, Templates: tmpl, Region: region,
-		WriteTimeout: *writeTimeout, Limits: limits, TrustProxy: *trustProxy,
+		WriteTimeout: *writeTimeout, Limits: limits, TrustProxy: *trustProxy, EmbedOrigins: embeds,
 		Emitter: emitter, Metrics: metrics, Log: log,
 	})
 	defer srv.EndStreams() // stops the stream hub on every return

@@ -29,6 +29,9 @@ func (s *Server) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.crossOriginRead(c, true); err != nil {
+		return err
+	}
 	client := c.RealIP()
 	if why := s.streams.acquire(client); why != "" {
 		return echo.NewHTTPError(http.StatusTooManyRequests, why)

@@ -22,7 +22,7 @@ func (s *Server) identify(c echo.Context) presence.UserID {
 		return presence.IDFromSecret(ck.Value)
 	}
 	secret := presence.NewSecret()
-	c.SetCookie(&http.Cookie{
+	ck := &http.Cookie{
 		Name:     cookieName,
 		Value:    secret,
 		Path:     "/",
@@ -30,7 +30,14 @@ func (s *Server) identify(c echo.Context) presence.UserID {
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
 		Secure:   isHTTPS(c, s.cfg.TrustProxy),
-	})
+	}
+	if ck.Secure && s.cfg.EmbedOrigins.Configured() {
+		// Embedded in another site, the cookie is a third-party one: sent
+		// only if SameSite=None, and kept by browsers that block those only
+		// if partitioned (one identity per embedding site).
+		ck.SameSite, ck.Partitioned = http.SameSiteNoneMode, true
+	}
+	c.SetCookie(ck)
 	return presence.IDFromSecret(secret)
 }
 

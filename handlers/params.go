@@ -118,8 +118,10 @@ func streamParams(q url.Values) (Format, string, error) {
 	case "", "html":
 	case "json":
 		format = JSON
+	case "badge":
+		format = Badge
 	default:
-		return 0, "", echo.NewHTTPError(http.StatusBadRequest, "format must be html or json")
+		return 0, "", echo.NewHTTPError(http.StatusBadRequest, "format must be html, json or badge")
 	}
 	colour := q.Get("colour")
 	switch {

@@ -39,6 +39,8 @@ type Config struct {
 	// TrustProxy believes Fly-Client-IP, X-Forwarded-For and
 	// X-Forwarded-Proto: set it only behind a proxy that sets them (Fly).
 	TrustProxy bool
+	// EmbedOrigins are the other sites that may embed rooms.
+	EmbedOrigins EmbedOrigins
 	// Emitter is the bus the Broadcaster publishes to (for metrics).
 	Emitter *bus.Emitter
 	// Metrics is where /metrics is gathered from; nil makes a new registry.
@@ -103,6 +105,12 @@ func New(cfg Config) *Server {
 	e.GET("/rooms/*", s.roomGet)
 	e.POST("/rooms/*", s.roomPost)
 	e.GET("/api/rooms/*", s.roomState)
+	e.GET("/embed/*", s.embed)
+	js, err := embedScript()
+	if err != nil {
+		panic(err) // the embedded files are broken: a build defect
+	}
+	e.GET("/embed.js", serveEmbedScript(js))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
 	e.GET("/metrics", metricsHandler(cfg.Metrics))
