@@ -29,11 +29,11 @@ func (s *Server) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	client := c.RealIP()
+	client := clientKey(c.RealIP())
 	if why := s.streams.acquire(client); why != "" {
 		return echo.NewHTTPError(http.StatusTooManyRequests, why)
 	}
-	user := s.identify(c)
+	user, _ := s.identify(c)
 	ctx := c.Request().Context()
 
 	room := roomOf(c)

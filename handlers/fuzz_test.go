@@ -118,7 +118,7 @@ func FuzzIdentityCookie(f *testing.F) {
 		req.AddCookie(&http.Cookie{Name: cookieName, Value: value})
 		rec := httptest.NewRecorder()
 		s := &Server{}
-		id := s.identify(echo.New().NewContext(req, rec))
+		id, _ := s.identify(echo.New().NewContext(req, rec))
 		if len(id) != 32 || strings.Trim(string(id), "0123456789ABCDEF") != "" {
 			t.Fatalf("id %q", id)
 		}

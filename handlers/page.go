@@ -13,7 +13,7 @@ import (
 // page serves the whole page, server-rendered with the current state; the
 // stream then keeps it live.
 func (s *Server) page(c echo.Context) error {
-	user := s.identify(c)
+	user, _ := s.identify(c)
 	room := roomOf(c)
 	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
 	if err != nil {

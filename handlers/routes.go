@@ -113,10 +113,15 @@ func New(cfg Config) *Server {
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
-// limit spends one of the client's tokens for an action (by user and by
-// address), or answers 429.
-func (s *Server) limit(c echo.Context, l *limiter, user presence.UserID, what string) error {
-	if wait := l.allow(time.Now(), "u:"+string(user), "a:"+c.RealIP()); wait > 0 {
+// limit spends one of the client's tokens for an action, or answers 429.
+// It counts by address, and by user when the request brought its identity:
+// a new one would get a bucket of its own, full, for every request.
+func (s *Server) limit(c echo.Context, l *limiter, user presence.UserID, known bool, what string) error {
+	keys := []string{"a:" + clientKey(c.RealIP())}
+	if known {
+		keys = append(keys, "u:"+string(user))
+	}
+	if wait := l.allow(time.Now(), keys...); wait > 0 {
 		return tooMany(c, wait, what)
 	}
 	return nil
