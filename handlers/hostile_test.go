@@ -113,3 +113,40 @@ func TestRefusedFloodKeepsNoState(t *testing.T) {
 		t.Fatalf("the heap grew by %.1f MiB over %d refused posts", float64(grown)/(1<<20), n)
 	}
 }
+
+// Fields come from the body only: a query string neither sets the light
+// nor counts as an unknown field. Escapes that are whole stay accepted.
+func TestFieldsComeFromTheBodyOnly(t *testing.T) {
+	s := newTestServer(t, Limits{HiPerSec: 1000, HiBurst: 1000})
+	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	json := http.Header{"Content-Type": {"application/json"}}
+	light := func() bool {
+		snap, err := s.cfg.Store.Snapshot(t.Context(), DefaultRoom, presence.PartLight)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Light.On
+	}
+	for _, tc := range []struct {
+		target string
+		header http.Header
+		body   string
+		want   int
+		on     bool
+	}{
+		{"/lightbulb?state=off", nil, "", http.StatusOK, true}, // a toggle
+		{"/lightbulb?state=on", form, "state=off", http.StatusOK, false},
+		{"/rooms/home/lightbulb?state=off", json, "{}", http.StatusOK, true},
+		{"/hi?utm_source=x", nil, "", http.StatusCreated, true},
+		{"/hi?text=" + strings.Repeat("x", 500), form, "text=ok", http.StatusCreated, true},
+		{"/hi?%zz", nil, "", http.StatusCreated, true},
+		{"/hi", json, `{"text":"\ud83d\udc4b \\ud800 \u00e9"}`, http.StatusCreated, true},
+	} {
+		if code := serve(s, http.MethodPost, tc.target, "192.0.2.1:4000", tc.header, tc.body); code != tc.want {
+			t.Fatalf("POST %s %q: %d, want %d", tc.target, tc.body, code, tc.want)
+		}
+		if light() != tc.on {
+			t.Fatalf("after POST %s %q the light is on=%v, want %v", tc.target, tc.body, !tc.on, tc.on)
+		}
+	}
+}
