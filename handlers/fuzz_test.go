@@ -59,7 +59,7 @@ func FuzzParams(f *testing.F) {
 			t.Fatalf("the query's text was taken from body %q", body)
 		}
 		if ctype == "application/json" && strings.ContainsRune(strings.Join(append(vals["text"], vals["colour"]...), ""), utf8.RuneError) &&
-			!bytes.Contains(body, []byte("\uFFFD")) && !bytes.Contains(body, []byte("\ufffd")) && !bytes.ContainsRune(body, utf8.RuneError) {
+			!bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`)) && !bytes.ContainsRune(body, utf8.RuneError) {
 			t.Fatalf("JSON %q was taken with a replacement character", body)
 		}
 	})
