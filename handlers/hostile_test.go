@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -148,5 +149,50 @@ func TestFieldsComeFromTheBodyOnly(t *testing.T) {
 		if light() != tc.on {
 			t.Fatalf("after POST %s %q the light is on=%v, want %v", tc.target, tc.body, !tc.on, tc.on)
 		}
+	}
+}
+
+// fakeConn is a connection from addr that notes whether it was closed.
+type fakeConn struct {
+	net.Conn
+	addr   net.Addr
+	closed bool
+}
+
+func (c *fakeConn) RemoteAddr() net.Addr { return c.addr }
+func (c *fakeConn) Close() error         { c.closed = true; return nil }
+
+// Connections count per address, an IPv6 /64 being one; one that leaves
+// (closed, or hijacked into a stream) makes room for another.
+func TestConnCapKeysIPv6By64(t *testing.T) {
+	cc := newConnCap(20)
+	conn := func(ip string) *fakeConn {
+		c := &fakeConn{addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 4000}}
+		cc.track(c, http.StateNew)
+		return c
+	}
+	var open []*fakeConn
+	for i := range 30 {
+		if c := conn(fmt.Sprintf("2001:db8:1:2:%x::1", i)); !c.closed {
+			open = append(open, c)
+		}
+	}
+	if len(open) != 20 {
+		t.Fatalf("30 connections from one /64 with a cap of 20: %d kept", len(open))
+	}
+	for _, ip := range []string{"2001:db8:1:3::1", "192.0.2.1"} {
+		if conn(ip).closed {
+			t.Fatalf("a connection from %s was closed", ip)
+		}
+	}
+	cc.track(open[0], http.StateHijacked)
+	cc.track(open[1], http.StateClosed)
+	for range 2 {
+		if conn("2001:db8:1:2::9").closed {
+			t.Fatal("no room made by a closed and a hijacked connection")
+		}
+	}
+	if !conn("2001:db8:1:2::9").closed || cc.open() != 22 {
+		t.Fatalf("%d connections counted, want 22 with the cap kept", cc.open())
 	}
 }

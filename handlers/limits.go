@@ -19,6 +19,7 @@ type Limits struct {
 	LightPerSec      float64 // lightbulb switches per second per user and per address (5)
 	LightBurst       int     // (10)
 	StreamsPerClient int     // concurrent streams per client address (20)
+	ConnsPerClient   int     // open connections per client address, streams aside (64)
 	MaxStreams       int     // concurrent streams on this instance (19,000: the file limit)
 }
 
@@ -32,6 +33,9 @@ func (l *Limits) defaults() {
 	l.HiBurst, l.LightBurst = max(l.HiBurst, 1), max(l.LightBurst, 1)
 	if l.StreamsPerClient <= 0 {
 		l.StreamsPerClient = 20
+	}
+	if l.ConnsPerClient <= 0 {
+		l.ConnsPerClient = 64
 	}
 	if l.MaxStreams <= 0 {
 		l.MaxStreams = 19000

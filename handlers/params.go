@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -176,6 +177,9 @@ func bodyError(err error, msg string) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBody))
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) { // the server's read timeout
+		return echo.NewHTTPError(http.StatusRequestTimeout, "the body did not arrive in time")
 	}
 	return echo.NewHTTPError(http.StatusBadRequest, msg)
 }
