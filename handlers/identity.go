@@ -14,12 +14,13 @@ const (
 	cookieAge  = 400 * 24 * time.Hour // the longest browsers keep a cookie
 )
 
-// identify returns the user behind a request. A browser without a valid
+// identify returns the user behind a request, and whether the request
+// brought that identity (false for a new one). A browser without a valid
 // secret gets a new one in this same response, and its ID is derived from
 // that new secret at once, so the first visit already has its real ID.
-func (s *Server) identify(c echo.Context) presence.UserID {
+func (s *Server) identify(c echo.Context) (presence.UserID, bool) {
 	if ck, err := c.Cookie(cookieName); err == nil && presence.ValidSecret(ck.Value) {
-		return presence.IDFromSecret(ck.Value)
+		return presence.IDFromSecret(ck.Value), true
 	}
 	secret := presence.NewSecret()
 	ck := &http.Cookie{
@@ -38,7 +39,7 @@ func (s *Server) identify(c echo.Context) presence.UserID {
 		ck.SameSite, ck.Partitioned = http.SameSiteNoneMode, true
 	}
 	c.SetCookie(ck)
-	return presence.IDFromSecret(secret)
+	return presence.IDFromSecret(secret), false
 }
 
 // edgeRegion is the Fly edge the request came through; off Fly the header is

@@ -42,7 +42,7 @@ type viewing struct {
 // viewOf reads the room for a page load, whose stream gets a colour of its
 // own.
 func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
-	user := s.identify(c)
+	user, _ := s.identify(c)
 	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
 	if err != nil {
 		return viewing{}, err

@@ -3,6 +3,7 @@ package handlers
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -59,6 +60,21 @@ func clientIP(r *http.Request, trustProxy bool) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// clientKey is what per-address limits count by: an IPv4 address, or the
+// /64 of an IPv6 one, since a single subscriber is routinely given a whole
+// /64 and can rotate through it at will.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64) // cannot fail for a 128-bit address
+	return p.String()
 }
 
 // isHTTPS reports whether the browser reached us over TLS, directly or
