@@ -89,15 +89,18 @@ func TestBadInputIsRejected(t *testing.T) {
 func TestHeadAndStatic(t *testing.T) {
 	a := startApp(t, nil)
 	for path, ctype := range map[string]string{
-		"/":                     "text/html",
-		"/events":               "text/event-stream",
-		"/events?format=json":   "text/event-stream",
-		"/rooms/shop/x":         "text/html",
-		"/rooms/shop/x/events":  "text/event-stream",
-		"/api/state":            "application/json",
-		"/healthz":              "text/plain",
-		"/static/style.css":     "text/css",
-		"/rooms/shop/x/events/": "text/html", // the page of room shop/x/events
+		"/":                                 "text/html",
+		"/events":                           "text/event-stream",
+		"/events?format=json":               "text/event-stream",
+		"/rooms/shop/x":                     "text/html",
+		"/rooms/shop/x/events":              "text/event-stream",
+		"/api/state":                        "application/json",
+		"/healthz":                          "text/plain",
+		"/static/style.css":                 "text/css",
+		"/rooms/shop/x/events/":             "text/html", // the page of room shop/x/events
+		"/embed/shop/x":                     "text/html",
+		"/embed.js":                         "text/javascript",
+		"/rooms/shop/x/events?format=badge": "text/event-stream",
 	} {
 		resp, err := http.Head(a.URL + path)
 		if err != nil {
