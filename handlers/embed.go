@@ -160,7 +160,7 @@ func (s *Server) embed(c echo.Context) error {
 	h.Set("Content-Security-Policy", strings.NewReplacer(
 		"style-src 'self'", "style-src 'self' 'nonce-"+data.Nonce+"'",
 		"frame-ancestors 'none'", "frame-ancestors "+s.cfg.EmbedOrigins.frameAncestors(),
-	).Replace(contentSecurityPolicy))
+	).Replace(s.csp))
 	h.Set("Cache-Control", "no-store")
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }
