@@ -100,6 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Store: store, Broadcaster: bc, Templates: tmpl, Region: region,
 		WriteTimeout: *writeTimeout, Limits: limits, TrustProxy: *trustProxy, EmbedOrigins: embeds,
 		IdentitySecret: []byte(identitySecret),
+		APIKey:         getenv("PRESENCE_API_KEY"),
 		Emitter:        emitter, Metrics: metrics, Log: log,
 	})
 	defer srv.EndStreams() // stops the stream hub on every return

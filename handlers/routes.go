@@ -45,6 +45,9 @@ type Config struct {
 	// IdentitySecret verifies host sites' tokens naming their users
 	// (IDENTITY_SECRET); empty: tokens are refused.
 	IdentitySecret []byte
+	// APIKey guards the integration API (PRESENCE_API_KEY); empty: it
+	// answers only on loopback.
+	APIKey string
 	// Emitter is the bus the Broadcaster publishes to (for metrics).
 	Emitter *bus.Emitter
 	// Metrics is where /metrics is gathered from; nil makes a new registry.
@@ -115,6 +118,8 @@ func New(cfg Config) *Server {
 	get("/events", s.events)
 	get("/rooms/*", s.roomGet)
 	e.POST("/rooms/*", s.roomPost)
+	get("/api/rooms", s.integration(s.roomsList))
+	get("/api/users/:user/rooms", s.integration(s.userRooms))
 	get("/api/rooms/*", s.roomState)
 	get("/embed/*", s.embed)
 	js, err := embedScript()

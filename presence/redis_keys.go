@@ -23,6 +23,8 @@ import (
 //	gp::rooms                 zset    room → when last used (ms), for retention
 //	gp::op:<id>               string  an applied switch or message, kept opKeep: a retry applies nothing
 //	gp::epoch                 string  set once the store holds the instances' state: writes need it
+//	gp::members:<inst>        hash    <room>:<user> → region, plus _seq: the instance's memberships
+//	gp::instances             set     every instance that beat (SREM by a reaper): whose memberships to read
 //
 // Room names never contain ':' (see ValidRoom), so "gp::" is never a room.
 const (
@@ -59,6 +61,15 @@ func instKey(inst string) string          { return instPrefix + inst }
 func instRoomsKey(inst string) string     { return roomsPrefix + inst }
 func opKey(id string) string              { return "gp::op:" + id }
 func roomChannel(room string) string      { return roomChannelPrefix + room }
+func membersKey(inst string) string       { return "gp::members:" + inst }
+
+const (
+	// instancesKey indexes every instance, so that a reader loads every
+	// instance's memberships without a SCAN.
+	instancesKey = "gp::instances"
+	// membersChannel carries every instance's membership changes.
+	membersChannel = "gp:members"
+)
 
 // wire is a message on a room's channel.
 type wire struct {
@@ -87,15 +98,8 @@ const maxWire = 64 << 10
 // record missing its last value.
 func decodeWire(channel, msg string) (wire, error) {
 	var w wire
-	if len(msg) > maxWire {
-		return w, fmt.Errorf("announcement of %d bytes, at most %d", len(msg), maxWire)
-	}
-	dec := json.NewDecoder(strings.NewReader(msg))
-	if err := dec.Decode(&w); err != nil {
+	if err := decodeWhole(msg, &w); err != nil {
 		return w, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return w, errors.New("data after the announcement")
 	}
 	if !ValidRoom(w.Room) || channel != roomChannel(w.Room) {
 		return w, errors.New("announcement of another room than its channel's")
@@ -120,6 +124,22 @@ func decodeWire(channel, msg string) (wire, error) {
 	return w, nil
 }
 
+// decodeWhole decodes one announcement into v, refusing one too large or
+// followed by anything.
+func decodeWhole(msg string, v any) error {
+	if len(msg) > maxWire {
+		return fmt.Errorf("announcement of %d bytes, at most %d", len(msg), maxWire)
+	}
+	dec := json.NewDecoder(strings.NewReader(msg))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the announcement")
+	}
+	return nil
+}
+
 // seqTemplate splits the JSON of w around its sequence number, which only the
 // script that assigns it knows: the script publishes prefix + seq + "}".
 func (w wire) seqTemplate() string { return w.openTemplate("s") }
@@ -134,7 +154,12 @@ func (w wire) openTemplate(field string) string {
 // then "}".
 func (w wire) opened() string {
 	w.Seq, w.Rec = 0, nil
-	b, _ := json.Marshal(w)
+	return openJSON(w)
+}
+
+// openJSON is the JSON of an object v opened for more fields.
+func openJSON(v any) string {
+	b, _ := json.Marshal(v)
 	return string(b[:len(b)-1]) + ","
 }
 

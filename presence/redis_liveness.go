@@ -32,8 +32,8 @@ func (s *Redis) beat() {
 		}
 	}
 	s.mu.Unlock()
-	alive, err := s.exec(ctx, beatScript, []string{instKey(s.inst), instRoomsKey(s.inst)},
-		[]string{s.cfg.Region, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10), s.pingChannel(), hasTabs}).AsInt64()
+	alive, err := s.exec(ctx, beatScript, []string{instKey(s.inst), instRoomsKey(s.inst), instancesKey},
+		[]string{s.cfg.Region, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10), s.pingChannel(), hasTabs, s.inst}).AsInt64()
 	if err != nil {
 		return
 	}
@@ -48,12 +48,18 @@ func (s *Redis) beat() {
 		}
 	}
 	stale := slices.Collect(maps.Keys(s.stale))
-	if !s.health.write.ok {
+	writable := s.health.write.ok
+	if !writable {
 		// Not to a node out of sync: its emptier indexes could win over
 		// its peers' when they sync.
 		stale = nil
 	}
 	s.mu.Unlock()
+	if writable && (lost || s.membersStale()) {
+		if err := s.rewriteMembers(ctx); err != nil {
+			return // the next beat tries again
+		}
+	}
 	if lost {
 		s.log.Warn("this instance was taken for dead (stalled longer than the TTL, or the store lost it); writing its tabs again",
 			"rooms", len(stale))
@@ -80,6 +86,9 @@ func (s *Redis) checkLiveness() {
 		}
 	}
 	s.mu.Unlock()
+	for _, inst := range s.instances() { // with memberships, in no room kept here
+		known[inst] = true
+	}
 	if len(known) == 0 {
 		return
 	}
@@ -109,6 +118,7 @@ func (s *Redis) instanceGone(inst string) {
 	if inst == s.inst || !s.trustAbsence() {
 		return // our own beat notices; or we cannot tell its end from our outage
 	}
+	s.dropMembers(inst)
 	var rooms []string
 	s.mu.Lock()
 	for room, r := range s.rooms {
@@ -137,7 +147,9 @@ func (s *Redis) reap(inst string, force bool) {
 	if force {
 		flag = "1"
 	}
-	if err := s.exec(ctx, reapScript, []string{instKey(inst), instRoomsKey(inst)}, []string{inst, flag, keyPrefix}).Error(); err != nil {
+	gone, _ := json.Marshal(memberWire{Type: "gone", Inst: inst})
+	if err := s.exec(ctx, reapScript, []string{instKey(inst), instRoomsKey(inst), membersKey(inst), instancesKey},
+		[]string{inst, flag, keyPrefix, membersChannel, string(gone)}).Error(); err != nil {
 		s.log.Warn("removing a dead instance's tabs from the store", "instance", inst, "err", err)
 	}
 }

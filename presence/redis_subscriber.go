@@ -88,7 +88,7 @@ func (s *Redis) follow() error {
 	keyspace := fmt.Sprintf("__keyspace@%d__:%s*", s.db, instPrefix)
 	err := errors.Join(
 		c.Do(ctx, c.B().Psubscribe().Pattern(keyspace).Build()).Error(),
-		c.Do(ctx, c.B().Subscribe().Channel(s.pingChannel()).Build()).Error())
+		c.Do(ctx, c.B().Subscribe().Channel(s.pingChannel(), membersChannel).Build()).Error())
 	cancel()
 	if err == nil {
 		// Rooms are subscribed on the worker, which is also where rooms
@@ -172,6 +172,10 @@ func (s *Redis) received(m rueidis.PubSubMessage) {
 
 // handle applies one pub/sub message, on the worker goroutine.
 func (s *Redis) handle(m rueidis.PubSubMessage) {
+	if m.Channel == membersChannel {
+		s.applyMember(m.Message)
+		return
+	}
 	if key, ok := strings.CutPrefix(m.Channel, fmt.Sprintf("__keyspace@%d__:", s.db)); ok {
 		if inst, ok := strings.CutPrefix(key, instPrefix); ok && (m.Message == "del" || m.Message == "expired") {
 			s.instanceGone(inst)

@@ -260,6 +260,10 @@ func (s *Redis) resyncAll() error {
 		}
 		s.resyncs.Add(1)
 	}
+	if err := s.loadMembers(ctx); err != nil {
+		failed = fmt.Errorf("memberships: %w", err)
+		s.noteError(err)
+	}
 	s.notify(Change{Parts: AllParts})
 	return failed
 }
@@ -303,6 +307,9 @@ func (s *Redis) restoreAll() error {
 		if err := s.rewriteTabs(ctx, room); err != nil {
 			return fmt.Errorf("room %s: %w", room, err)
 		}
+	}
+	if err := s.rewriteMembers(ctx); err != nil {
+		return fmt.Errorf("memberships: %w", err)
 	}
 	return nil
 }

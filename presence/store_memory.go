@@ -12,9 +12,11 @@ type Memory struct {
 	region string
 	clock  Clock
 	watchers
+	*Members // fed by Join and Leave: one process is one instance
 
 	mu    sync.Mutex
 	rooms map[string]*memRoom
+	refs  tabRefs
 }
 
 type memRoom struct {
@@ -26,7 +28,7 @@ var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty embedded store for an app region.
 func NewMemory(region string) *Memory {
-	return &Memory{region: region, rooms: make(map[string]*memRoom)}
+	return &Memory{region: region, rooms: make(map[string]*memRoom), Members: newMembers(), refs: make(tabRefs)}
 }
 
 func (m *Memory) room(name string) *memRoom {
@@ -63,7 +65,13 @@ func (m *Memory) Say(_ context.Context, room string, p Post) (Message, error) {
 // Join implements Store.
 func (m *Memory) Join(_ context.Context, room string, t Tab) error {
 	m.mu.Lock()
-	m.room(room).tabs[t.ID] = t
+	r := m.room(room)
+	old, ok := r.tabs[t.ID]
+	r.tabs[t.ID] = t
+	m.count(room, t, true)
+	if ok {
+		m.count(room, old, false)
+	}
 	m.mu.Unlock()
 	m.notify(Change{Room: room, Parts: PartPresence})
 	return nil
@@ -75,14 +83,28 @@ func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
 	r := m.rooms[room]
 	ok := false
 	if r != nil {
-		_, ok = r.tabs[tabID]
-		delete(r.tabs, tabID)
+		var t Tab
+		if t, ok = r.tabs[tabID]; ok {
+			delete(r.tabs, tabID)
+			m.count(room, t, false)
+		}
 	}
 	m.mu.Unlock()
 	if ok {
 		m.notify(Change{Room: room, Parts: PartPresence})
 	}
 	return nil
+}
+
+// count adds (or removes) a tab to its membership, which begins with the
+// first tab and ends with the last. m.mu must be held.
+func (m *Memory) count(room string, t Tab, add bool) {
+	switch {
+	case add && m.refs.add(room, t):
+		m.set("", member{room, t.User}, t.Region)
+	case !add && m.refs.remove(room, t):
+		m.set("", member{room, t.User}, "")
+	}
 }
 
 // Snapshot implements Store.
@@ -118,6 +140,8 @@ func (m *Memory) Close() error {
 			rooms = append(rooms, name)
 		}
 	}
+	clear(m.refs)
+	m.replace("", nil)
 	m.mu.Unlock()
 	for _, name := range rooms {
 		m.notify(Change{Room: name, Parts: PartPresence})

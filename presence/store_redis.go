@@ -61,6 +61,8 @@ type Redis struct {
 	lat   *latencies
 	log   *slog.Logger
 	watchers
+	*Members // every instance's memberships: see redis_members.go
+	members  memberSync
 
 	db   int64
 	work chan func() // the pipeline goroutine hands everything to one worker
@@ -153,6 +155,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		stale:  make(map[string]bool),
 		health: health{err: errors.New("not subscribed yet"), read: nodeState{why: "not polled yet"}, write: nodeState{why: "not polled yet"}},
 	}
+	s.Members, s.members = newMembers(), newMemberSync()
 	s.enableNotifications(ctx)
 	s.wg.Add(3)
 	go s.worker()
@@ -331,11 +334,17 @@ func (s *Redis) Join(ctx context.Context, room string, t Tab) error {
 	if s.mine[room] == nil {
 		s.mine[room] = make(map[string]Tab)
 	}
+	old, ok := s.mine[room][t.ID]
 	s.mine[room][t.ID] = t
+	s.countTab(room, t, true)
+	if ok {
+		s.countTab(room, old, false)
+	}
 	s.mu.Unlock()
 	s.notify(Change{Room: room, Parts: PartPresence}) // shown here at once
 	tab, _ := json.Marshal(t)
-	return s.publishTab(ctx, room, t.ID, string(tab), wire{Type: "join", Tab: &t})
+	err := s.publishTab(ctx, room, t.ID, string(tab), wire{Type: "join", Tab: &t})
+	return errors.Join(err, s.syncMember(ctx, room, t.User))
 }
 
 // Leave implements Store.
@@ -344,14 +353,18 @@ func (s *Redis) Leave(ctx context.Context, room string, tabID string) error {
 		return nil // Close already removed every tab of this instance
 	}
 	s.mu.Lock()
-	_, ok := s.mine[room][tabID]
+	t, ok := s.mine[room][tabID]
 	delete(s.mine[room], tabID)
+	if ok {
+		s.countTab(room, t, false)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return nil
 	}
 	s.notify(Change{Room: room, Parts: PartPresence})
-	return s.publishTab(ctx, room, tabID, "", wire{Type: "leave", TabID: tabID})
+	err := s.publishTab(ctx, room, tabID, "", wire{Type: "leave", TabID: tabID})
+	return errors.Join(err, s.syncMember(ctx, room, t.User))
 }
 
 func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w wire) error {

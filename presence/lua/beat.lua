@@ -3,10 +3,12 @@
 --
 -- KEYS[1]  the instance's liveness key   gp::inst:<inst>
 -- KEYS[2]  the instance's rooms          gp::rooms:<inst>
+-- KEYS[3]  the index of instances        gp::instances
 -- ARGV[1]  the instance's region
 -- ARGV[2]  TTL, ms
 -- ARGV[3]  the instance's ping channel
 -- ARGV[4]  '1' if the instance has tabs in some room
+-- ARGV[5]  the instance
 --
 -- Returns 1, or 0 when the instance was taken for dead: its key was gone,
 -- or its rooms were reaped (on a KeyDB node that saw its key expire behind
@@ -15,5 +17,6 @@
 local alive = redis.call('EXISTS', KEYS[1])
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then alive = 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[5]) -- readers find every instance's memberships from it
 redis.call('PUBLISH', ARGV[3], 'ping')
 return alive

@@ -1,0 +1,262 @@
+package presence
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Occupancy answers the rooms API from memory: which rooms are occupied,
+// by how many users, and which rooms a user is in. Both stores implement it
+// with Members, so an answer costs O(occupied rooms) or O(the user's rooms),
+// never a read of every tab.
+type Occupancy interface {
+	// Rooms lists the occupied rooms whose name starts with prefix, most
+	// viewers first (ties by name), at most limit of them.
+	Rooms(prefix string, limit int) []RoomCount
+	// UserRooms lists the rooms user is in, by name.
+	UserRooms(user UserID) []string
+}
+
+// RoomCount is one occupied room: its distinct users anywhere, and per app
+// region the distinct users served there (a user with tabs in two regions
+// counts in both, and once in Viewers).
+type RoomCount struct {
+	Room    string         `json:"room"`
+	Viewers int            `json:"viewers"`
+	Regions map[string]int `json:"regions"`
+}
+
+// member is one user in one room, as one instance holds it.
+type member struct {
+	Room string
+	User UserID
+}
+
+// MemberEventType names a global transition of the membership.
+type MemberEventType string
+
+// The transitions Members reports, as seen from the merged global view.
+const (
+	RoomOccupied  MemberEventType = "room.occupied"  // its first user anywhere
+	RoomVacated   MemberEventType = "room.vacated"   // its last user anywhere left
+	MemberAdded   MemberEventType = "member.added"   // a user's first instance in the room
+	MemberRemoved MemberEventType = "member.removed" // a user's last instance in the room left (or died)
+)
+
+// MemberEvent is one global transition; Region is that of the instance
+// whose membership caused it.
+type MemberEvent struct {
+	Type   MemberEventType
+	Room   string
+	User   UserID
+	Region string
+}
+
+// Members is the global membership index: which instances (in which
+// region) have a user in a room. Each instance's memberships are set by
+// that instance alone (first hand for this one, from the store for the
+// others); every query and global transition derives from their union,
+// maintained incrementally.
+type Members struct {
+	mu        sync.Mutex
+	byInst    map[string]map[member]string // instance → its memberships → its region
+	rooms     map[string]*roomMembers
+	userRooms map[UserID]map[string]bool
+	observers []func(MemberEvent)
+}
+
+// roomMembers is one occupied room: per user, per region, how many
+// instances hold them; and per region how many distinct users.
+type roomMembers struct {
+	users   map[UserID]map[string]int
+	regions map[string]int
+}
+
+var _ Occupancy = (*Members)(nil)
+
+func newMembers() *Members {
+	return &Members{
+		byInst:    make(map[string]map[member]string),
+		rooms:     make(map[string]*roomMembers),
+		userRooms: make(map[UserID]map[string]bool),
+	}
+}
+
+// Observe registers fn to hear every global transition, in order. It runs
+// under the index's lock: it must be quick and must not call Members.
+func (m *Members) Observe(fn func(MemberEvent)) {
+	m.mu.Lock()
+	m.observers = append(m.observers, fn)
+	m.mu.Unlock()
+}
+
+// Rooms implements Occupancy.
+func (m *Members) Rooms(prefix string, limit int) []RoomCount {
+	m.mu.Lock()
+	out := make([]RoomCount, 0, min(len(m.rooms), limit))
+	for name, r := range m.rooms {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, RoomCount{Room: name, Viewers: len(r.users), Regions: r.regions})
+		}
+	}
+	slices.SortFunc(out, func(a, b RoomCount) int {
+		if a.Viewers != b.Viewers {
+			return b.Viewers - a.Viewers
+		}
+		return strings.Compare(a.Room, b.Room)
+	})
+	out = out[:min(len(out), limit)]
+	for i := range out {
+		out[i].Regions = maps.Clone(out[i].Regions) // only the answer's: a copy each
+	}
+	m.mu.Unlock()
+	return out
+}
+
+// UserRooms implements Occupancy.
+func (m *Members) UserRooms(user UserID) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Sorted(maps.Keys(m.userRooms[user]))
+}
+
+// instances lists the instances holding memberships.
+func (m *Members) instances() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Collect(maps.Keys(m.byInst))
+}
+
+// has tells whether inst holds mb.
+func (m *Members) has(inst string, mb member) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.byInst[inst][mb]
+	return ok
+}
+
+// of returns a copy of inst's memberships.
+func (m *Members) of(inst string) map[member]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.byInst[inst])
+}
+
+// set adds (region != "") or removes one membership of inst.
+func (m *Members) set(inst string, mb member, region string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if region != "" {
+		m.addLocked(inst, mb, region)
+	} else {
+		m.delLocked(inst, mb)
+	}
+}
+
+// replace makes all (nil: none) the memberships of inst; only the
+// differences change anything, so a re-read that finds what was known
+// reports nothing.
+func (m *Members) replace(inst string, all map[member]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for mb, region := range m.byInst[inst] {
+		if all[mb] != region {
+			m.delLocked(inst, mb)
+		}
+	}
+	for mb, region := range all {
+		m.addLocked(inst, mb, region)
+	}
+}
+
+func (m *Members) addLocked(inst string, mb member, region string) {
+	mine := m.byInst[inst]
+	if mine == nil {
+		mine = make(map[member]string)
+		m.byInst[inst] = mine
+	}
+	if _, ok := mine[mb]; ok {
+		return
+	}
+	mine[mb] = region
+	r := m.rooms[mb.Room]
+	if r == nil {
+		r = &roomMembers{users: make(map[UserID]map[string]int), regions: make(map[string]int)}
+		m.rooms[mb.Room] = r
+		m.emit(MemberEvent{RoomOccupied, mb.Room, mb.User, region})
+	}
+	where := r.users[mb.User]
+	if where == nil {
+		where = make(map[string]int)
+		r.users[mb.User] = where
+		if m.userRooms[mb.User] == nil {
+			m.userRooms[mb.User] = make(map[string]bool)
+		}
+		m.userRooms[mb.User][mb.Room] = true
+		m.emit(MemberEvent{MemberAdded, mb.Room, mb.User, region})
+	}
+	if where[region]++; where[region] == 1 {
+		r.regions[region]++
+	}
+}
+
+func (m *Members) delLocked(inst string, mb member) {
+	region, ok := m.byInst[inst][mb]
+	if !ok {
+		return
+	}
+	delete(m.byInst[inst], mb)
+	if len(m.byInst[inst]) == 0 {
+		delete(m.byInst, inst)
+	}
+	r := m.rooms[mb.Room]
+	where := r.users[mb.User]
+	if where[region]--; where[region] == 0 {
+		delete(where, region)
+		if r.regions[region]--; r.regions[region] == 0 {
+			delete(r.regions, region)
+		}
+	}
+	if len(where) > 0 {
+		return
+	}
+	delete(r.users, mb.User)
+	delete(m.userRooms[mb.User], mb.Room)
+	if len(m.userRooms[mb.User]) == 0 {
+		delete(m.userRooms, mb.User)
+	}
+	m.emit(MemberEvent{MemberRemoved, mb.Room, mb.User, region})
+	if len(r.users) == 0 {
+		delete(m.rooms, mb.Room)
+		m.emit(MemberEvent{RoomVacated, mb.Room, mb.User, region})
+	}
+}
+
+func (m *Members) emit(e MemberEvent) {
+	for _, fn := range m.observers {
+		fn(e)
+	}
+}
+
+// tabRefs counts one instance's tabs per membership: a membership starts
+// with its first tab and ends with its last.
+type tabRefs map[member]int
+
+// add counts a tab and tells whether it is the membership's first.
+func (r tabRefs) add(room string, t Tab) bool {
+	mb := member{room, t.User}
+	r[mb]++
+	return r[mb] == 1
+}
+
+// remove uncounts a tab and tells whether it was the membership's last.
+func (r tabRefs) remove(room string, t Tab) bool {
+	mb := member{room, t.User}
+	if r[mb]--; r[mb] > 0 {
+		return false
+	}
+	delete(r, mb)
+	return true
+}
