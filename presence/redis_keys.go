@@ -97,8 +97,8 @@ const maxWire = 64 << 10
 // without its tab would otherwise read as a leave, an odd record as a
 // record missing its last value.
 func decodeWire(channel, msg string) (wire, error) {
-	var w wire
-	if err := decodeWhole(msg, &w); err != nil {
+	w, err := decodeWhole[wire](msg)
+	if err != nil {
 		return w, err
 	}
 	if !ValidRoom(w.Room) || channel != roomChannel(w.Room) {
@@ -124,20 +124,22 @@ func decodeWire(channel, msg string) (wire, error) {
 	return w, nil
 }
 
-// decodeWhole decodes one announcement into v, refusing one too large or
-// followed by anything.
-func decodeWhole(msg string, v any) error {
+// decodeWhole decodes one announcement, refusing one too large (before
+// allocating anything for it) or followed by anything.
+func decodeWhole[T any](msg string) (T, error) {
+	var zero T
 	if len(msg) > maxWire {
-		return fmt.Errorf("announcement of %d bytes, at most %d", len(msg), maxWire)
+		return zero, fmt.Errorf("announcement of %d bytes, at most %d", len(msg), maxWire)
 	}
+	v := new(T)
 	dec := json.NewDecoder(strings.NewReader(msg))
 	if err := dec.Decode(v); err != nil {
-		return err
+		return zero, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the announcement")
+		return zero, errors.New("data after the announcement")
 	}
-	return nil
+	return *v, nil
 }
 
 // seqTemplate splits the JSON of w around its sequence number, which only the

@@ -51,8 +51,8 @@ type memberWire struct {
 }
 
 func decodeMemberWire(msg string) (memberWire, error) {
-	var w memberWire
-	if err := decodeWhole(msg, &w); err != nil {
+	w, err := decodeWhole[memberWire](msg)
+	if err != nil {
 		return w, err
 	}
 	var missing bool

@@ -115,3 +115,24 @@ func TestRedisMembershipGap(t *testing.T) {
 	}
 	waitRooms(t, "[{r 2 map[ams:2]} {q 1 map[ams:1]}]", 5*time.Second, b)
 }
+
+// A membership announcement lacking what its type needs is refused, not
+// applied with a guess.
+func TestDecodeMemberWire(t *testing.T) {
+	for msg, ok := range map[string]bool{
+		`{"t":"add","i":"a","r":"home","u":"U","g":"ams","s":1}`: true,
+		`{"t":"del","i":"a","r":"home","u":"U","s":2}`:           true,
+		`{"t":"all","i":"a","s":3}`:                              true,
+		`{"t":"gone","i":"a"}`:                                   true,
+		`{"t":"add","i":"a","r":"home","u":"U","s":1}`:           false, // no region
+		`{"t":"add","i":"a","r":"a:b","u":"U","g":"ams","s":1}`:  false, // not a room
+		`{"t":"del","i":"a","r":"home","u":"U"}`:                 false, // no sequence
+		`{"t":"gone"}`:                                           false,
+		`{"t":"what","i":"a"}`:                                   false,
+		`{"t":"gone","i":"a"} {}`:                                false,
+	} {
+		if _, err := decodeMemberWire(msg); (err == nil) != ok {
+			t.Errorf("%s: err %v, want accepted %v", msg, err, ok)
+		}
+	}
+}

@@ -17,7 +17,8 @@ const (
 	InvPresence  = "presence"  // the cards list exactly the open streams
 	InvTabs      = "tabs"      // each stream's tab count is its user's open streams
 	InvAgreement = "agreement" // one lightbulb everywhere
-	InvReadable  = "readable"  // every app answers /api/state after healing
+	InvMembers   = "members"   // every app's /api/rooms counts the open streams' distinct users
+	InvReadable  = "readable"  // every app answers /api/state and /api/rooms after healing
 )
 
 // feedSize is how many messages the app shows.
@@ -31,12 +32,13 @@ type Violation struct {
 
 func (v Violation) String() string { return "[" + v.Invariant + "] " + v.Detail }
 
-// Snapshot is one app's /api/state at the end of the run.
+// Snapshot is one app's /api/state and /api/rooms at the end of the run.
 type Snapshot struct {
-	Instance string `json:"instance"`
-	Region   string `json:"region"`
-	State    State  `json:"state"`
-	Err      string `json:"err,omitempty"` // the state could not be read
+	Instance string      `json:"instance"`
+	Region   string      `json:"region"`
+	State    State       `json:"state"`
+	Rooms    []RoomCount `json:"rooms"`
+	Err      string      `json:"err,omitempty"` // the state could not be read
 }
 
 // HeldStream is a stream the checker still holds open at the end.
@@ -91,6 +93,7 @@ func Check(ops []Op, f Final) []Violation {
 	}
 	checkMessages(ops, good, add)
 	checkPresence(f.Held, good, add)
+	checkMembers(f.Held, good, add)
 	checkAgreement(good, add)
 	return vs
 }
@@ -252,6 +255,36 @@ func checkPresence(held []HeldStream, snaps []Snapshot, add addFunc) {
 	for _, h := range held {
 		if w := perUser[h.User]; h.LastTabs != w {
 			add(InvTabs, "stream %d (user %s on %s): last tabs event %d, user has %d open streams", h.ID, h.User, h.Instance, h.LastTabs, w)
+		}
+	}
+}
+
+// streamsRoom is the room every checker stream is in.
+const streamsRoom = "home"
+
+// checkMembers: every app's /api/rooms lists the streams' room, if any
+// stream is open, with its distinct users in all and per region.
+func checkMembers(held []HeldStream, snaps []Snapshot, add addFunc) {
+	users := map[string]bool{}
+	perRegion := map[string]map[string]bool{}
+	for _, h := range held {
+		users[h.User] = true
+		if perRegion[h.Region] == nil {
+			perRegion[h.Region] = map[string]bool{}
+		}
+		perRegion[h.Region][h.User] = true
+	}
+	want := []RoomCount{}
+	if len(users) > 0 {
+		rc := RoomCount{Room: streamsRoom, Viewers: len(users), Regions: map[string]int{}}
+		for g, us := range perRegion {
+			rc.Regions[g] = len(us)
+		}
+		want = append(want, rc)
+	}
+	for _, s := range snaps {
+		if got := fmt.Sprint(s.Rooms); got != fmt.Sprint(want) {
+			add(InvMembers, "%s: /api/rooms lists %s, the open streams make %s", s.Instance, got, fmt.Sprint(want))
 		}
 	}
 }

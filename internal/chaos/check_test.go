@@ -62,7 +62,8 @@ func cleanRun() ([]Op, Final) {
 	}
 	var f Final
 	for _, inst := range []string{"ams-1", "ams-2", "syd-1"} {
-		f.Snapshots = append(f.Snapshots, Snapshot{Instance: inst, Region: inst[:3], State: cloneState(state)})
+		f.Snapshots = append(f.Snapshots, Snapshot{Instance: inst, Region: inst[:3], State: cloneState(state),
+			Rooms: []RoomCount{{Room: "home", Viewers: 2, Regions: map[string]int{"ams": 1, "syd": 2}}}})
 	}
 	f.Held = []HeldStream{
 		{ID: 1, User: "A", Region: "ams", Instance: "ams-1", LastTabs: 3},
@@ -151,6 +152,18 @@ func TestCheckReports(t *testing.T) {
 			f.Held[0].LastTabs = 2
 			return ops
 		}, InvTabs, "stream 1 (user A on ams-1): last tabs event 2, user has 3"},
+		{"member counted per tab", func(ops []Op, f *Final) []Op {
+			f.Snapshots[1].Rooms[0].Viewers = 4
+			return ops
+		}, InvMembers, "ams-2: /api/rooms lists [{home 4 map[ams:1 syd:2]}], the open streams make [{home 2 map[ams:1 syd:2]}]"},
+		{"member of a dead instance kept", func(ops []Op, f *Final) []Op {
+			f.Held = f.Held[:1] // only A's stream on ams-1 is left
+			f.Held[0].LastTabs = 1
+			for i := range f.Snapshots {
+				f.Snapshots[i].State.Regions = []Card{card("ams", map[string]int{"A": 1})}
+			}
+			return ops
+		}, InvMembers, "ams-1: /api/rooms lists [{home 2 map[ams:1 syd:2]}], the open streams make [{home 1 map[ams:1]}]"},
 		{"set not honoured", func(ops []Op, f *Final) []Op {
 			f.Probes[1].NotConverged = []string{"syd-1: on=true"}
 			return ops

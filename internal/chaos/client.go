@@ -99,24 +99,38 @@ func (u *User) post(ctx context.Context, base, path string, form url.Values, o *
 
 // getState reads an instance's /api/state.
 func getState(ctx context.Context, client *http.Client, base string) (State, error) {
+	var s State
+	err := getJSON(ctx, client, base, "/api/state", &s)
+	return s, err
+}
+
+// getRooms reads an instance's /api/rooms (on loopback: no key needed).
+func getRooms(ctx context.Context, client *http.Client, base string) ([]RoomCount, error) {
+	var r struct {
+		Rooms []RoomCount `json:"rooms"`
+	}
+	err := getJSON(ctx, client, base, "/api/rooms?limit=1000", &r)
+	return r.Rooms, err
+}
+
+// getJSON reads a JSON answer of an instance into v.
+func getJSON(ctx context.Context, client *http.Client, base, path string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	var s State
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/state", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
-		return s, err
+		return err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return s, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return s, fmt.Errorf("/api/state %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("%s %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
 	}
-	err = json.NewDecoder(resp.Body).Decode(&s)
-	return s, err
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // readyStatus asks an instance's /readyz once: its status, or 0 when it

@@ -438,6 +438,9 @@ func (r *runner) snapshots(ctx context.Context) []Snapshot {
 	for _, a := range r.c.Apps() {
 		st, err := getState(ctx, r.plain, a.URL())
 		s := Snapshot{Instance: a.Name, Region: a.Region, State: st}
+		if err == nil {
+			s.Rooms, err = getRooms(ctx, r.plain, a.URL())
+		}
 		if err != nil {
 			s.Err = err.Error()
 		}

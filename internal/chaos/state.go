@@ -27,6 +27,13 @@ type Message struct {
 	HLC  *uint64   `json:"hlc,omitempty"` // if the API ever shows the clock
 }
 
+// RoomCount is one occupied room as GET /api/rooms lists it.
+type RoomCount struct {
+	Room    string         `json:"room"`
+	Viewers int            `json:"viewers"`
+	Regions map[string]int `json:"regions"`
+}
+
 // Card is one region's presence card.
 type Card struct {
 	Region string `json:"region"`
