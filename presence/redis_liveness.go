@@ -56,9 +56,7 @@ func (s *Redis) beat() {
 	}
 	s.mu.Unlock()
 	if writable && (lost || s.membersStale()) {
-		if err := s.rewriteMembers(ctx); err != nil {
-			return // the next beat tries again
-		}
+		_ = s.rewriteMembers(ctx) // failed: still stale, the next beat tries again
 	}
 	if lost {
 		s.log.Warn("this instance was taken for dead (stalled longer than the TTL, or the store lost it); writing its tabs again",

@@ -120,9 +120,7 @@ func (s *Redis) syncMember(ctx context.Context, room string, user UserID) error 
 		err = s.rewriteMembers(ctx)
 	}
 	if err != nil {
-		s.members.mu.Lock()
-		s.members.stale = true
-		s.members.mu.Unlock()
+		s.members.markStale()
 		if errors.Is(err, ErrUnavailable) {
 			return err // not written at all
 		}
@@ -184,6 +182,7 @@ func (s *Redis) rewriteMembers(ctx context.Context) error {
 		written[mb] = true
 	}
 	if err := s.exec(ctx, memberRestoreScript, []string{membersKey(s.inst), instancesKey}, args).Error(); err != nil {
+		ms.markStale()
 		return err
 	}
 	ms.mu.Lock()
@@ -191,6 +190,14 @@ func (s *Redis) rewriteMembers(ctx context.Context) error {
 	ms.mu.Unlock()
 	s.log.Info("rewrote this instance's memberships in the store", "memberships", len(all))
 	return nil
+}
+
+// markStale notes that the store may lack a change of ours: the next beat
+// rewrites the whole hash.
+func (ms *memberSync) markStale() {
+	ms.mu.Lock()
+	ms.stale = true
+	ms.mu.Unlock()
 }
 
 // membersStale tells whether the store may lack a change of ours.
@@ -294,9 +301,7 @@ func (s *Redis) loadMembers(ctx context.Context) error {
 		switch {
 		case inst == s.inst:
 			if len(h) == 0 && len(s.of(s.inst)) > 0 {
-				s.members.mu.Lock()
-				s.members.stale = true // the next beat writes it
-				s.members.mu.Unlock()
+				s.members.markStale() // the next beat writes it
 			}
 		case alive[i].IsNil():
 			if trusted {
