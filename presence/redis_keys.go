@@ -24,7 +24,7 @@ import (
 //	gp::op:<id>               string  an applied switch or message, kept opKeep: a retry applies nothing
 //	gp::epoch                 string  set once the store holds the instances' state: writes need it
 //	gp::members:<inst>        hash    <room>:<user> → region, plus _seq: the instance's memberships
-//	gp::instances             set     every instance that beat (SREM by a reaper): whose memberships to read
+//	gp::instances             hash    instance → its last beat (ms), HDEL by a reaper: whose memberships to read
 //
 // Room names never contain ':' (see ValidRoom), so "gp::" is never a room.
 const (

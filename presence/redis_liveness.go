@@ -33,7 +33,8 @@ func (s *Redis) beat() {
 	}
 	s.mu.Unlock()
 	alive, err := s.exec(ctx, beatScript, []string{instKey(s.inst), instRoomsKey(s.inst), instancesKey},
-		[]string{s.cfg.Region, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10), s.pingChannel(), hasTabs, s.inst}).AsInt64()
+		[]string{s.cfg.Region, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10), s.pingChannel(), hasTabs, s.inst,
+			strconv.FormatInt(s.now().UnixMilli(), 10)}).AsInt64()
 	if err != nil {
 		return
 	}

@@ -150,8 +150,8 @@ func (s *Redis) writeMember(ctx context.Context, mb member) (int64, error) {
 	if want {
 		w.Type, w.Region = "add", s.cfg.Region
 	}
-	seq, err := s.exec(ctx, memberScript, []string{membersKey(s.inst), instancesKey, epochKey}, []string{
-		memberField(mb), w.Region, membersChannel, openJSON(w) + `"s":`, "}", strconv.FormatUint(last, 10), s.inst,
+	seq, err := s.exec(ctx, memberScript, []string{membersKey(s.inst), epochKey}, []string{
+		memberField(mb), w.Region, membersChannel, openJSON(w) + `"s":`, "}", strconv.FormatUint(last, 10),
 	}).AsInt64()
 	if err != nil || seq < 0 {
 		return seq, err
@@ -175,13 +175,13 @@ func (s *Redis) rewriteMembers(ctx context.Context) error {
 	next := ms.seq
 	ms.mu.Unlock()
 	w := memberWire{Type: "all", Inst: s.inst}
-	args := []string{membersChannel, openJSON(w) + `"s":`, "}", strconv.FormatUint(next, 10), s.inst}
+	args := []string{membersChannel, openJSON(w) + `"s":`, "}", strconv.FormatUint(next, 10)}
 	written := make(map[member]bool, len(all))
 	for mb, region := range all {
 		args = append(args, memberField(mb), region)
 		written[mb] = true
 	}
-	if err := s.exec(ctx, memberRestoreScript, []string{membersKey(s.inst), instancesKey}, args).Error(); err != nil {
+	if err := s.exec(ctx, memberRestoreScript, []string{membersKey(s.inst)}, args).Error(); err != nil {
 		ms.markStale()
 		return err
 	}
@@ -270,7 +270,7 @@ func (s *Redis) learnMembers(inst string, h map[string]string) {
 // (re)subscription and periodically.
 func (s *Redis) loadMembers(ctx context.Context) error {
 	c := s.read
-	insts, err := c.Do(ctx, c.B().Smembers().Key(instancesKey).Build()).AsStrSlice()
+	insts, err := c.Do(ctx, c.B().Hkeys().Key(instancesKey).Build()).AsStrSlice()
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@
 -- ARGV[3]  the instance's ping channel
 -- ARGV[4]  '1' if the instance has tabs in some room
 -- ARGV[5]  the instance
+-- ARGV[6]  now, unix ms
 --
 -- Returns 1, or 0 when the instance was taken for dead: its key was gone,
 -- or its rooms were reaped (on a KeyDB node that saw its key expire behind
@@ -17,6 +18,10 @@
 local alive = redis.call('EXISTS', KEYS[1])
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then alive = 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[5]) -- readers find every instance's memberships from it
+-- Readers find every instance's memberships from the index. An HSET that
+-- changes the value is replicated every time, unlike an SADD of a member
+-- already there: after a KeyDB full sync kept another node's version of
+-- the whole key, the next beat puts the instance back on every node.
+redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
 redis.call('PUBLISH', ARGV[3], 'ping')
 return alive

@@ -21,7 +21,7 @@ for _, room in ipairs(rooms) do
   redis.call('SREM', ARGV[3] .. room .. ':insts', ARGV[1])
 end
 redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end
 return #rooms
