@@ -90,7 +90,7 @@ func (s *Server) roomsList(c echo.Context, occ presence.Occupancy) error {
 	}
 	return c.JSON(http.StatusOK, struct {
 		Rooms []presence.RoomCount `json:"rooms"`
-	}{occ.Rooms(prefix, limit)})
+	}{occ.Occupied(prefix, limit)})
 }
 
 // userRooms answers GET /api/users/{user}/rooms: the rooms a user is in.

@@ -12,9 +12,9 @@ import (
 // with Members, so an answer costs O(occupied rooms) or O(the user's rooms),
 // never a read of every tab.
 type Occupancy interface {
-	// Rooms lists the occupied rooms whose name starts with prefix, most
+	// Occupied lists the occupied rooms whose name starts with prefix, most
 	// viewers first (ties by name), at most limit of them.
-	Rooms(prefix string, limit int) []RoomCount
+	Occupied(prefix string, limit int) []RoomCount
 	// UserRooms lists the rooms user is in, by name.
 	UserRooms(user UserID) []string
 }
@@ -92,8 +92,8 @@ func (m *Members) Observe(fn func(MemberEvent)) {
 	m.mu.Unlock()
 }
 
-// Rooms implements Occupancy.
-func (m *Members) Rooms(prefix string, limit int) []RoomCount {
+// Occupied implements Occupancy.
+func (m *Members) Occupied(prefix string, limit int) []RoomCount {
 	m.mu.Lock()
 	out := make([]RoomCount, 0, min(len(m.rooms), limit))
 	for name, r := range m.rooms {

@@ -8,7 +8,7 @@ import (
 )
 
 func roomsOf(m *Members, prefix string, limit int) string {
-	return fmt.Sprint(m.Rooms(prefix, limit))
+	return fmt.Sprint(m.Occupied(prefix, limit))
 }
 
 // Viewers are distinct users across instances and regions; each region
@@ -44,7 +44,7 @@ func TestMembersCounts(t *testing.T) {
 		t.Fatalf("after U left ams: %s", got)
 	}
 	// An answer is a copy: changing it changes nothing kept.
-	m.Rooms("a", 1)[0].Regions["ams"] = 99
+	m.Occupied("a", 1)[0].Regions["ams"] = 99
 	if got := roomsOf(m, "a", 1); got != "[{a 2 map[ams:1 syd:1]}]" {
 		t.Fatalf("after changing an answer: %s", got)
 	}
@@ -63,7 +63,7 @@ func TestMembersPrefixAndLimit(t *testing.T) {
 	if got := roomsOf(m, "", 1); got != "[{blog/1 4 map[ams:4]}]" {
 		t.Fatalf("top 1: %s", got)
 	}
-	if got := m.Rooms("nothing", 10); got == nil || len(got) != 0 {
+	if got := m.Occupied("nothing", 10); got == nil || len(got) != 0 {
 		t.Fatalf("no match: %#v, want an empty list", got)
 	}
 }
@@ -129,7 +129,7 @@ func TestMemoryOccupancy(t *testing.T) {
 		t.Fatalf("U's rooms after their last tab in a closed: %v", got)
 	}
 	_ = m.Close()
-	if got := m.Rooms("", 10); len(got) != 0 {
+	if got := m.Occupied("", 10); len(got) != 0 {
 		t.Fatalf("after Close: %v", got)
 	}
 }
