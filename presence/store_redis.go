@@ -446,7 +446,7 @@ func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot
 	if parts&PartPresence != 0 {
 		snap.Regions = GroupTabs(tabs) // outside the lock: large rooms take a while
 	}
-	snap.Latency = s.lat.report()
+	snap.Latency = s.lat.report(s.now())
 	if err := s.judge(time.Now()); err != nil {
 		// Public: the details (addresses included) are for /readyz and
 		// the logs.
