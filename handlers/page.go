@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 
@@ -20,6 +22,8 @@ func (s *Server) page(c echo.Context) error {
 		return err
 	}
 	colour := presence.RandomColour()
+	var nonce [16]byte
+	_, _ = rand.Read(nonce[:])
 	data := pageData{
 		You: youView{
 			ID:     user.Short(),
@@ -32,11 +36,14 @@ func (s *Server) page(c echo.Context) error {
 		// This page's own stream is about to connect: count it already.
 		Tabs:      presence.TabCounts(snap.Regions)[user] + 1,
 		EventsURL: roomBase(room) + "/events?" + url.Values{"colour": {colour}}.Encode(),
+		Large:     s.cfg.Broadcaster.large,
+		Nonce:     base64.StdEncoding.EncodeToString(nonce[:]),
 	}
 	var buf bytes.Buffer
 	if err := s.cfg.Templates.ExecuteTemplate(&buf, "page", data); err != nil {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
+	c.Response().Header().Set("Content-Security-Policy", withStyleNonce(data.Nonce))
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }

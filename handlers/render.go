@@ -53,9 +53,9 @@ func (r renderer) frame(name string, view, jsonView any) (framed, error) {
 	}, nil
 }
 
-func (r renderer) light(l presence.Light) (framed, error) {
+func (r renderer) light(room string, l presence.Light) (framed, error) {
 	v := newLightView(l)
-	return r.frame(evLight, v, v)
+	return r.frame(evLight, lightPart{lightView: v, Base: roomBase(room)}, v)
 }
 
 // avatarSample is how many avatars a large room's card still shows.
@@ -64,10 +64,9 @@ const avatarSample = 12
 // regions renders the region cards: in a room with more than large users in
 // a region, the page shows a sample of avatars and the JSON stream counts.
 func (r renderer) regions(rs []presence.RegionView, here string, large int) (framed, error) {
-	v := newRegionViews(rs, here)
-	return r.frame(evRegions, sampleLarge(v, large, avatarSample), struct {
-		Regions []regionView `json:"regions"`
-	}{sampleLarge(v, large, -1)})
+	v, total := newRegionViews(rs, here), len(presence.TabCounts(rs))
+	return r.frame(evRegions, regionsView{Total: total, Regions: sampleLarge(v, large, avatarSample)},
+		regionsView{Total: total, Regions: sampleLarge(v, large, -1)})
 }
 
 // messageRenders holds each message's fragment in both formats, by ID. A
@@ -123,9 +122,9 @@ func (r renderer) tabs(n int) (framed, error) {
 	}{n})
 }
 
-func (r renderer) latency(lat []presence.Latency) (framed, error) {
-	v := newLatencyViews(lat)
-	return r.frame(evLatency, v, struct {
+func (r renderer) latency(lat []presence.Latency, here string) (framed, error) {
+	v := newLatencyViews(lat, here)
+	return r.frame(evLatency, latencyLine{Here: place(here), Regions: v}, struct {
 		Latency []latencyView `json:"latency"`
 	}{v})
 }
