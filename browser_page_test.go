@@ -73,6 +73,7 @@ func TestBrowserConnectionStatus(t *testing.T) {
 	p.waitFor(t, "the page says live", connIs("live")+` && `+visibleTextIs("#status", "Live"))
 	p.do(t, "flip the switch", chromedp.Click(chromedp.CSS("#flip")))
 	p.waitFor(t, "the light turns on", textIs("#light-state", "on"))
+	p.waitFor(t, "the switch says it is on", `document.querySelector("#flip[role=switch]").getAttribute("aria-checked") === "true"`)
 
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
@@ -108,20 +109,21 @@ func TestBrowserShowsErrorsAndKeepsFocus(t *testing.T) {
 	t.Cleanup(cancel)
 	p := openProfile(t, ctx, exe, "A", a.URL)
 	p.waitFor(t, "the page is live", connIs("live"))
+	const textBox = "#hi-form input[name=text]"
 
-	p.do(t, "type a message and press Enter", chromedp.SendKeys(chromedp.CSS("#hi-text"), "first\r"))
+	p.do(t, "type a message and press Enter", chromedp.SendKeys(chromedp.CSS(textBox), "first\r"))
 	p.waitFor(t, "the message is listed", textIs("#messages q", "first"))
 	p.waitFor(t, "a fresh form, with the focus in its text box",
-		`document.querySelector("#hi-text").value === "" && document.activeElement === document.querySelector("#hi-text")`)
+		`document.querySelector(`+jsString(textBox)+`).value === "" && document.activeElement === document.querySelector(`+jsString(textBox)+`)`)
 
 	p.do(t, "type on and press Enter again", chromedp.KeyEvent("second\r"))
 	p.waitFor(t, "the rate limit's message is shown",
 		`document.querySelector("#hi-form .error[role=alert]").textContent.startsWith("too many messages")`)
-	if got := p.eval(t, `document.querySelector("#hi-text").value`); got != "second" {
+	if got := p.eval(t, `document.querySelector(`+jsString(textBox)+`).value`); got != "second" {
 		t.Errorf("typed text after a 429: %q, want kept", got)
 	}
-	if got := p.eval(t, `document.activeElement.id`); got != "hi-text" {
-		t.Errorf("focus after a 429 on %q, want hi-text", got)
+	if got := p.eval(t, `document.activeElement === document.querySelector(`+jsString(textBox)+`)`); got != "true" {
+		t.Error("focus left the text box after a 429")
 	}
 }
 
@@ -131,7 +133,8 @@ func TestBrowserShowsErrorsAndKeepsFocus(t *testing.T) {
 func TestBrowserPageLayoutAndAccessibility(t *testing.T) {
 	exe := findChromium(t)
 	a := startApp(t, nil, "-hi-burst", "10")
-	for i := range 3 {
+	// A full feed: it must not stretch the cards beside it.
+	for i := range presence.FeedLen - 1 {
 		postTo(t, a.URL, "/hi", url.Values{"text": {fmt.Sprintf("message %d, long enough to wrap on a phone's narrow screen", i)}})
 	}
 	postTo(t, a.URL, "/hi", url.Values{"text": {"שלום מירושלים"}})
@@ -149,6 +152,11 @@ func TestBrowserPageLayoutAndAccessibility(t *testing.T) {
 	if dir := p.eval(t, `document.querySelector("#messages q").getAttribute("dir")`); dir != "auto" {
 		t.Errorf("message dir %q, want auto", dir)
 	}
+	for _, sel := range []string{"#light", "#messages", "#tabs"} {
+		if live := p.eval(t, `document.querySelector(`+jsString(sel)+`).getAttribute("aria-live")`); live != "polite" {
+			t.Errorf("%s: aria-live %q, want polite", sel, live)
+		}
+	}
 
 	for _, size := range []struct{ w, h int64 }{{1280, 1000}, {820, 1000}, {390, 844}} {
 		p.do(t, "resize", chromedp.EmulateViewport(size.w, size.h))
@@ -157,6 +165,14 @@ func TestBrowserPageLayoutAndAccessibility(t *testing.T) {
 		p.waitFor(t, fmt.Sprintf("presence first at %d px", size.w), `(() => {
 			const top = e => document.querySelector(e).getBoundingClientRect().top;
 			return top(".region.here") < innerHeight - 80 && [".you", ".light", ".hi", ".about"].every(s => top(".presence") <= top(s)) })()`)
+		// No empty panels: no card is taller than it is when sized to
+		// its own content.
+		p.waitFor(t, fmt.Sprintf("no stretched cards at %d px", size.w), `[...document.querySelectorAll("main > section")].every(s => {
+			const h = s.getBoundingClientRect().height;
+			s.style.alignSelf = "start";
+			const own = s.getBoundingClientRect().height;
+			s.style.alignSelf = "";
+			return h - own < 1 })`)
 		p.screenshot(t, fmt.Sprintf("page-%d.png", size.w))
 	}
 
