@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func do(t testing.TB, method, u string, header map[string]string) *http.Response {
@@ -139,5 +143,40 @@ func TestSecurityHeaders(t *testing.T) {
 	b := startApp(t, nil, "-trust-proxy")
 	if ck := do(t, "GET", b.URL+"/", map[string]string{"X-Forwarded-Proto": "https"}).Header.Get("Set-Cookie"); !strings.Contains(ck, "Secure") {
 		t.Fatalf("cookie behind a TLS proxy not Secure: %q", ck)
+	}
+}
+
+// rawStream opens a stream with extra header lines, returns its status and
+// keeps the connection open until the test ends.
+func rawStream(t *testing.T, base, headers string) int {
+	t.Helper()
+	addr := strings.TrimPrefix(base, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /events?format=json HTTP/1.1\r\nHost: %s\r\n%s\r\n", addr, headers)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode
+}
+
+// A client given a whole IPv6 /64 gets the allowance of one address, not
+// one per address it rotates through.
+func TestStreamCapKeysIPv6By64(t *testing.T) {
+	a := startApp(t, nil, "-streams-per-client", "20", "-trust-proxy")
+	codes := map[int]int{}
+	for i := range 30 {
+		codes[rawStream(t, a.URL, fmt.Sprintf("Fly-Client-IP: 2001:db8:7:7:%x::1\r\n", i+1))]++
+	}
+	if codes[http.StatusOK] != 20 || codes[http.StatusTooManyRequests] != 10 {
+		t.Fatalf("30 streams from one /64 with a cap of 20: %v", codes)
+	}
+	if code := rawStream(t, a.URL, "Fly-Client-IP: 2001:db8:7:8::1\r\n"); code != http.StatusOK {
+		t.Fatalf("a stream from another /64: %d", code)
 	}
 }

@@ -32,6 +32,12 @@ func TestBadInputIsRejected(t *testing.T) {
 		{"JSON not an object of strings", "POST", "/hi", "application/json", `{"text": 5}`, 400},
 		{"JSON truncated", "POST", "/lightbulb", "application/json", `{"state": "on"`, 400},
 		{"two JSON objects", "POST", "/lightbulb", "application/json", `{"state":"on"} {}`, 400},
+		{"JSON not UTF-8", "POST", "/hi", "application/json", "{\"text\":\"a\xffb\"}", 400},
+		{"JSON lone high surrogate", "POST", "/hi", "application/json", `{"text":"\ud800"}`, 400},
+		{"JSON lone low surrogate", "POST", "/hi", "application/json", `{"text":"a\udc00"}`, 400},
+		{"JSON high surrogate then no low", "POST", "/hi", "application/json", `{"text":"\ud800\u0041"}`, 400},
+		{"JSON key twice", "POST", "/lightbulb", "application/json", `{"state":"on","state":"off"}`, 400},
+		{"JSON key twice, once escaped", "POST", "/hi", "application/json", `{"text":"a","t\u0065xt":"b"}`, 400},
 		{"unsupported body type", "POST", "/lightbulb", "text/plain", "on", 415},
 		{"body without a type", "POST", "/hi", "", "text=hi", 415},
 		{"GET a POST route", "GET", "/lightbulb", "", "", 405},
@@ -75,5 +81,52 @@ func TestBadInputIsRejected(t *testing.T) {
 	b2, _ := json.Marshal(after)
 	if string(b1) != string(b2) {
 		t.Fatalf("bad requests changed the state:\nbefore %s\nafter  %s", b1, b2)
+	}
+}
+
+// Monitors send HEAD: the page and the streams answer it with their headers
+// and open nothing. The static files are served, their folder not listed.
+func TestHeadAndStatic(t *testing.T) {
+	a := startApp(t, nil)
+	for path, ctype := range map[string]string{
+		"/":                                 "text/html",
+		"/events":                           "text/event-stream",
+		"/events?format=json":               "text/event-stream",
+		"/rooms/shop/x":                     "text/html",
+		"/rooms/shop/x/events":              "text/event-stream",
+		"/api/state":                        "application/json",
+		"/healthz":                          "text/plain",
+		"/static/style.css":                 "text/css",
+		"/rooms/shop/x/events/":             "text/html", // the page of room shop/x/events
+		"/embed/shop/x":                     "text/html",
+		"/embed.js":                         "text/javascript",
+		"/rooms/shop/x/events?format=badge": "text/event-stream",
+	} {
+		resp, err := http.Head(a.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) {
+			t.Fatalf("HEAD %s: %d %q, want 200 %s", path, resp.StatusCode, resp.Header.Get("Content-Type"), ctype)
+		}
+		if resp.Close { // a stream's answer ends its connection
+			t.Fatalf("HEAD %s answered as a stream", path)
+		}
+	}
+	if r := do(t, "HEAD", a.URL+"/events?format=xml", nil); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("HEAD of a bad stream query: %d, want 400", r.StatusCode)
+	}
+	var state regionsJSON
+	getJSON(t, a.URL+"/api/state", &state)
+	for _, r := range state.Regions {
+		if r.Count != 0 {
+			t.Fatalf("HEAD opened streams: %+v", state.Regions)
+		}
+	}
+	for path, want := range map[string]int{"/static/": 404, "/static": 404, "/static/style.css": 200, "/static/./": 404} {
+		if r := do(t, "GET", a.URL+path, nil); r.StatusCode != want {
+			t.Fatalf("GET %s: %d, want %d", path, r.StatusCode, want)
+		}
 	}
 }

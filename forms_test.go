@@ -58,8 +58,8 @@ func TestPlainFormPostsRedirectToThePage(t *testing.T) {
 			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != tc.page {
 				t.Fatalf("POST %s%s: %d to %q, want 303 to %s\n%s", tc.base, p.path, resp.StatusCode, resp.Header.Get("Location"), tc.page, body)
 			}
-			page := get(t, a.URL+tc.page)
-			if !strings.Contains(page, p.want) {
+			resp, page := get(t, a.URL+tc.page, nil)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(page, p.want) {
 				t.Fatalf("%s after POST %s lacks %s", tc.page, p.path, p.want)
 			}
 		}
@@ -112,18 +112,4 @@ func checkJSON(t *testing.T, resp *http.Response, body string, code int, fields 
 	if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, fields) {
 		t.Fatalf("%s: fields %v, want %v", resp.Request.URL.Path, keys, fields)
 	}
-}
-
-func get(t *testing.T, u string) string {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", u, resp.StatusCode)
-	}
-	return string(b)
 }

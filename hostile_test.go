@@ -82,7 +82,7 @@ func hostileRequests(host string, i int) []byte {
 // server answers normally, holds nothing for them, and its state is as it
 // was.
 func TestHostileClients(t *testing.T) {
-	a := startApp(t, nil, "-streams-per-client", "2000")
+	a := startApp(t, nil, "-streams-per-client", "2000", "-conns-per-client", "2000")
 	addr := strings.TrimPrefix(a.URL, "http://")
 	var before map[string]any
 	getJSON(t, a.URL+"/api/state", &before)
@@ -213,7 +213,7 @@ func TestStuckClientIsDropped(t *testing.T) {
 // Shutdown under load: 1,000 open streams and posts in flight; every stream
 // is ended and the server is gone within 5 s.
 func TestShutdownUnderLoad(t *testing.T) {
-	a := startApp(t, nil, "-streams-per-client", "2000", "-hi-rate", "100000", "-hi-burst", "100000")
+	a := startApp(t, nil, "-streams-per-client", "2000", "-conns-per-client", "2000", "-hi-rate", "100000", "-hi-burst", "100000")
 	addr := strings.TrimPrefix(a.URL, "http://")
 	var ended sync.WaitGroup
 	for range 1000 {

@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	largeRoom := fs.Int("large-room", 50, "above this many users in a region, its card shows a sample of avatars and the JSON stream a count")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long shutdown waits for requests to finish")
 	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "drop a stream whose client accepts nothing for this long")
+	readTimeout := fs.Duration("read-timeout", 10*time.Second, "a request's headers and body must arrive within this long")
+	requestTimeout := fs.Duration("request-timeout", 30*time.Second, "a request other than a stream must be answered within this long of its headers")
 	var limits handlers.Limits
 	fs.Float64Var(&limits.HiPerSec, "hi-rate", 1, `"say hi" posts per second per user and per address`)
 	fs.IntVar(&limits.HiBurst, "hi-burst", 3, `"say hi" posts allowed at once`)
@@ -52,10 +54,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&limits.LightBurst, "lightbulb-burst", 10, "lightbulb switches allowed at once")
 	fs.IntVar(&limits.StreamsPerClient, "streams-per-client", 20, "concurrent streams per client address")
 	fs.IntVar(&limits.MaxStreams, "max-streams", 19000, "concurrent streams on this instance")
+	fs.IntVar(&limits.ConnsPerClient, "conns-per-client", 64, "open connections per client address, streams aside (no cap with -trust-proxy)")
 	retention := fs.Duration("room-retention", 7*24*time.Hour, "delete a room from the store once nobody has used it for this long (Redis/KeyDB)")
 	trustProxy := fs.Bool("trust-proxy", getenv("TRUST_PROXY") == "true",
 		"believe Fly-Client-IP, X-Forwarded-For and X-Forwarded-Proto (only behind a proxy that sets them; env TRUST_PROXY=true)")
+	embedOrigins := fs.String("embed-origins", getenv("EMBED_ORIGINS"),
+		"other sites that may embed rooms: comma-separated origins (https://shop.example), or * for any; default none (env EMBED_ORIGINS)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	embeds, err := handlers.ParseEmbedOrigins(*embedOrigins)
+	if err != nil {
 		return err
 	}
 	region := getenv("FLY_REGION")
@@ -85,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer bc.Close()
 	srv := handlers.New(handlers.Config{
 		Store: store, Broadcaster: bc, Templates: tmpl, Region: region,
-		WriteTimeout: *writeTimeout, Limits: limits, TrustProxy: *trustProxy,
+		WriteTimeout: *writeTimeout, Limits: limits, TrustProxy: *trustProxy, EmbedOrigins: embeds,
 		Emitter: emitter, Metrics: metrics, Log: log,
 	})
 	defer srv.EndStreams() // stops the stream hub on every return
@@ -96,12 +105,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var unused handlers.UnusedConns
 	hs := &http.Server{
-		Handler:           srv,
-		ConnState:         unused.Track,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10, // a browser sends a few KiB
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Handler: srv,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			srv.TrackConn(c, st)
+			unused.Track(c, st)
+		},
+		// Streams are hijacked, and leave both deadlines behind.
+		ReadTimeout:    *readTimeout,
+		WriteTimeout:   *requestTimeout,
+		MaxHeaderBytes: 64 << 10, // a browser sends a few KiB
+		IdleTimeout:    2 * time.Minute,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(stdout, "global-presence: listening on http://%s (region %s, store %s)\n", ln.Addr(), region, storeName)
 	served := make(chan error, 1)

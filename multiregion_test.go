@@ -40,7 +40,7 @@ func startCluster(t *testing.T) *cluster.Cluster {
 		Instances: map[string]int{"ams": 2},
 		Dir:       t.TempDir(),
 		AppArgs: []string{"-coalesce", "50ms", "-hi-rate", "1000", "-hi-burst", "1000",
-			"-lightbulb-rate", "1000", "-lightbulb-burst", "1000", "-streams-per-client", "1000"},
+			"-lightbulb-rate", "1000", "-lightbulb-burst", "1000", "-streams-per-client", "1000", "-conns-per-client", "1000"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -157,8 +157,13 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
 	// Status first: a client knows whether what follows is live before
 	// it shows it. Tabs last.
-	snapshot := [][]byte{rs.parts[evStatus][f].Frame, rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame, rs.parts[evMessages][f].Frame,
-		rs.parts[evLatency][f].Frame, us.tabs[f].Frame}
+	snapshot := make([][]byte, 0, 6)
+	for _, frame := range [][]byte{rs.parts[evStatus][f].Frame, rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame,
+		rs.parts[evMessages][f].Frame, rs.parts[evLatency][f].Frame, us.tabs[f].Frame} {
+		if frame != nil { // the badge lacks some parts
+			snapshot = append(snapshot, frame)
+		}
+	}
 	b.mu.Unlock()
 	return sub, snapshot, nil
 }
@@ -340,22 +345,20 @@ func (b *Broadcaster) showInPassing(room string, rs *roomState, recent []presenc
 			// A key of its own: a queued state of the feed must not
 			// replace this one, or the message is missed again.
 			ev[f].Key = evMessages + "\x1f" + m.ID
-			b.em.Publish(roomTopic(room, f), ev[f])
 		}
+		b.publish(room, "", ev)
 	}
 }
 
 // publishTabsLocked tells every connection of user their new tab count.
 func (b *Broadcaster) publishTabsLocked(room string, user presence.UserID, us *userState, n int) {
-	tabs, err := b.r.tabs(n)
+	tabs, err := b.r.tabs(user, n)
 	if err != nil {
 		b.log.Error("rendering tabs", "err", err)
 		return
 	}
 	us.count, us.tabs = n, tabs
-	for f := range numFormats {
-		b.em.Publish(userTopic(room, user, f), tabs[f])
-	}
+	b.publish(room, user, tabs)
 }
 
 // update renders one part and publishes it if it differs from the last
@@ -371,8 +374,21 @@ func (b *Broadcaster) update(room string, rs *roomState, name string, render fun
 	}
 	rs.parts[name] = ev
 	b.published.Add(1)
+	b.publish(room, "", ev)
+}
+
+// publish sends a part to the room's streams in every format that has it,
+// or only to user's streams when user is set.
+func (b *Broadcaster) publish(room string, user presence.UserID, ev framed) {
 	for f := range numFormats {
-		b.em.Publish(roomTopic(room, f), ev[f])
+		if ev[f].Frame == nil {
+			continue
+		}
+		if user != "" {
+			b.em.Publish(userTopic(room, user, f), ev[f])
+		} else {
+			b.em.Publish(roomTopic(room, f), ev[f])
+		}
 	}
 }
 

@@ -29,11 +29,19 @@ func (s *Server) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	client := c.RealIP()
+	if err := s.crossOriginRead(c, true); err != nil {
+		return err
+	}
+	w := c.Response()
+	streamHeaders(w.Header())
+	if c.Request().Method == http.MethodHead {
+		return c.NoContent(http.StatusOK)
+	}
+	client := clientKey(c.RealIP())
 	if why := s.streams.acquire(client); why != "" {
 		return echo.NewHTTPError(http.StatusTooManyRequests, why)
 	}
-	user := s.identify(c)
+	user, _ := s.identify(c)
 	ctx := c.Request().Context()
 
 	room := roomOf(c)
@@ -49,7 +57,6 @@ func (s *Server) events(c echo.Context) error {
 		s.cfg.Log.Warn("registering a tab", "err", err)
 	}
 
-	w := c.Response()
 	st := &openStream{s: s, room: room, user: user, sub: sub, tab: tab.ID, client: client,
 		id: w.Header().Get(echo.HeaderXRequestID), start: time.Now()}
 	if err := ctx.Err(); err != nil {
@@ -57,10 +64,6 @@ func (s *Server) events(c echo.Context) error {
 		return nil
 	}
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no") // no proxy buffering of the stream
 	// Bytes the client sent after the request stay in the returned reader,
 	// unread: a stream has nothing to say to them.
 	conn, _, err := http.NewResponseController(w.Writer).Hijack()
@@ -68,12 +71,25 @@ func (s *Server) events(c echo.Context) error {
 		st.ended(err)
 		return err
 	}
-	head := streamHead(h, s.cfg.Retry)
+	// The server's read and write deadlines bound requests, not streams:
+	// the hub times out a stream's writes itself.
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		conn.Close()
+		st.ended(err)
+		return nil
+	}
+	head := streamHead(w.Header(), s.cfg.Retry)
 	// For the access log, metrics and error handler: a 200 went out.
 	w.Status, w.Size, w.Committed = http.StatusOK, int64(len(head)), true
 	s.hub.Serve(conn, append([][]byte{head}, snapshot...), sub, st.ended)
 	s.settle.opened()
 	return nil
+}
+
+func streamHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // no proxy buffering of the stream
 }
 
 // openStream is what a stream must undo when it ends. It is kept for the

@@ -35,8 +35,12 @@ func FuzzParams(f *testing.F) {
 	f.Add("", []byte(""))
 	f.Add("text/plain", []byte("state=on"))
 	f.Add("application/x-www-form-urlencoded", []byte("text=%zz&text=2"))
+	f.Add("application/json", []byte(`{"text":"\ud83d\udc4b","colour":"\ud800"}`))
+	f.Add("application/json", []byte(`{"text":"a","te\u0078t":"b"}`))
+	f.Add("application/json", []byte("{\"text\":\"\xed\xa0\x80\"}"))
 	f.Fuzz(func(t *testing.T, ctype string, body []byte) {
-		req := httptest.NewRequest(http.MethodPost, "/hi", bytes.NewReader(body))
+		// The query is never a field: it must not show in what is accepted.
+		req := httptest.NewRequest(http.MethodPost, "/hi?text=from-the-query", bytes.NewReader(body))
 		if ctype != "" {
 			req.Header.Set("Content-Type", ctype)
 		}
@@ -50,6 +54,13 @@ func FuzzParams(f *testing.F) {
 			if (k != "text" && k != "colour") || len(v) != 1 {
 				t.Fatalf("accepted field %q = %q", k, v)
 			}
+		}
+		if vals.Get("text") == "from-the-query" && !bytes.Contains(body, []byte("query")) {
+			t.Fatalf("the query's text was taken from body %q", body)
+		}
+		if ctype == "application/json" && strings.ContainsRune(strings.Join(append(vals["text"], vals["colour"]...), ""), utf8.RuneError) &&
+			!bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`)) && !bytes.ContainsRune(body, utf8.RuneError) {
+			t.Fatalf("JSON %q was taken with a replacement character", body)
 		}
 	})
 }
@@ -118,7 +129,7 @@ func FuzzIdentityCookie(f *testing.F) {
 		req.AddCookie(&http.Cookie{Name: cookieName, Value: value})
 		rec := httptest.NewRecorder()
 		s := &Server{}
-		id := s.identify(echo.New().NewContext(req, rec))
+		id, _ := s.identify(echo.New().NewContext(req, rec))
 		if len(id) != 32 || strings.Trim(string(id), "0123456789ABCDEF") != "" {
 			t.Fatalf("id %q", id)
 		}

@@ -19,7 +19,7 @@ func (s *Server) hi(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	user := s.identify(c)
+	user, known := s.identify(c)
 	colour := vals.Get("colour")
 	switch {
 	case colour == "":
@@ -27,7 +27,7 @@ func (s *Server) hi(c echo.Context) error {
 	case !presence.ValidColour(colour):
 		return echo.NewHTTPError(http.StatusBadRequest, "unknown colour")
 	}
-	if err := s.limit(c, s.hiLimit, user, "messages"); err != nil {
+	if err := s.limit(c, s.hiLimit, user, known, "messages"); err != nil {
 		return err
 	}
 	from := edgeRegion(c, s.cfg.Region)

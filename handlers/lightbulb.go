@@ -14,11 +14,12 @@ func (s *Server) lightbulb(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sw := presence.Switch{By: s.identify(c), From: edgeRegion(c, s.cfg.Region)}
+	user, known := s.identify(c)
+	sw := presence.Switch{By: user, From: edgeRegion(c, s.cfg.Region)}
 	if sw.Set, err = switchState(vals.Get("state")); err != nil {
 		return err
 	}
-	if err := s.limit(c, s.lightLimit, sw.By, "switches"); err != nil {
+	if err := s.limit(c, s.lightLimit, user, known, "switches"); err != nil {
 		return err
 	}
 	l, err := s.cfg.Store.Switch(c.Request().Context(), roomOf(c), sw)

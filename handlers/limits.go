@@ -19,6 +19,7 @@ type Limits struct {
 	LightPerSec      float64 // lightbulb switches per second per user and per address (5)
 	LightBurst       int     // (10)
 	StreamsPerClient int     // concurrent streams per client address (20)
+	ConnsPerClient   int     // open connections per client address, streams aside (64)
 	MaxStreams       int     // concurrent streams on this instance (19,000: the file limit)
 }
 
@@ -32,6 +33,9 @@ func (l *Limits) defaults() {
 	l.HiBurst, l.LightBurst = max(l.HiBurst, 1), max(l.LightBurst, 1)
 	if l.StreamsPerClient <= 0 {
 		l.StreamsPerClient = 20
+	}
+	if l.ConnsPerClient <= 0 {
+		l.ConnsPerClient = 64
 	}
 	if l.MaxStreams <= 0 {
 		l.MaxStreams = 19000
@@ -65,7 +69,9 @@ func (l *limiter) idleAfter() time.Duration {
 }
 
 // allow takes one token from every key's bucket, or none: it returns how
-// long to wait when any of them is empty.
+// long to wait when any of them is empty. A key with no bucket has a full
+// one, so buckets are made only for allowed requests: a flood of refused
+// ones leaves nothing behind.
 func (l *limiter) allow(now time.Time, keys ...string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -77,8 +83,17 @@ func (l *limiter) allow(now time.Time, keys ...string) time.Duration {
 		}
 		l.swept = now
 	}
-	res := make([]*rate.Reservation, 0, len(keys))
 	var wait time.Duration
+	for _, k := range keys {
+		if b := l.buckets[k]; b != nil {
+			if short := 1 - b.lim.TokensAt(now); short > 0 {
+				wait = max(wait, time.Duration(short/l.perSec*float64(time.Second)))
+			}
+		}
+	}
+	if wait > 0 {
+		return wait
+	}
 	for _, k := range keys {
 		b := l.buckets[k]
 		if b == nil {
@@ -86,16 +101,9 @@ func (l *limiter) allow(now time.Time, keys ...string) time.Duration {
 			l.buckets[k] = b
 		}
 		b.used = now
-		r := b.lim.ReserveN(now, 1)
-		res = append(res, r)
-		wait = max(wait, r.DelayFrom(now))
+		b.lim.AllowN(now, 1)
 	}
-	if wait > 0 {
-		for _, r := range res {
-			r.CancelAt(now)
-		}
-	}
-	return wait
+	return 0
 }
 
 // tooMany is the 429 answer, with the wait in Retry-After.

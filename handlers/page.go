@@ -2,8 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"net/http"
 	"net/url"
 
@@ -15,35 +13,62 @@ import (
 // page serves the whole page, server-rendered with the current state; the
 // stream then keeps it live.
 func (s *Server) page(c echo.Context) error {
-	user := s.identify(c)
 	room := roomOf(c)
-	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
+	v, err := s.viewOf(c, room)
 	if err != nil {
 		return err
 	}
-	colour := presence.RandomColour()
-	var nonce [16]byte
-	_, _ = rand.Read(nonce[:])
 	data := pageData{
-		You: youView{
-			ID:     user.Short(),
-			Colour: colour,
-			Edge:   place(edgeRegion(c, s.cfg.Region)),
-			App:    place(s.cfg.Region),
-			Base:   roomBase(room),
-		},
-		State: newStateView(snap, s.cfg.Region),
-		// This page's own stream is about to connect: count it already.
-		Tabs:      presence.TabCounts(snap.Regions)[user] + 1,
-		EventsURL: roomBase(room) + "/events?" + url.Values{"colour": {colour}}.Encode(),
+		You:       v.you,
+		State:     newStateView(v.snap, s.cfg.Region),
+		Tabs:      v.tabs,
+		EventsURL: v.eventsURL(HTML),
 		Large:     s.cfg.Broadcaster.large,
-		Nonce:     base64.StdEncoding.EncodeToString(nonce[:]),
+		Nonce:     newNonce(),
 	}
 	var buf bytes.Buffer
 	if err := s.cfg.Templates.ExecuteTemplate(&buf, "page", data); err != nil {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	c.Response().Header().Set("Content-Security-Policy", withStyleNonce(data.Nonce))
+	c.Response().Header().Set("Content-Security-Policy", withHTMXEval(withStyleNonce(contentSecurityPolicy, data.Nonce)))
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
+}
+
+// viewing is what a page or an embed of a room is rendered from.
+type viewing struct {
+	you  youView
+	snap presence.Snapshot
+	tabs int // the viewer's, counting the stream about to connect
+}
+
+// viewOf reads the room for a page load, whose stream gets a colour of its
+// own.
+func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
+	user, _ := s.identify(c)
+	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
+	if err != nil {
+		return viewing{}, err
+	}
+	return viewing{
+		you: youView{
+			ID:     user.Short(),
+			Colour: presence.RandomColour(),
+			Edge:   place(edgeRegion(c, s.cfg.Region)),
+			App:    place(s.cfg.Region),
+			Base:   roomBase(room),
+		},
+		snap: snap,
+		// This page's own stream is about to connect: count it already.
+		tabs: presence.TabCounts(snap.Regions)[user] + 1,
+	}, nil
+}
+
+// eventsURL is the stream the page opens, in format f.
+func (v viewing) eventsURL(f Format) string {
+	q := url.Values{"colour": {v.you.Colour}}
+	if f == Badge {
+		q.Set("format", "badge")
+	}
+	return v.you.Base + "/events?" + q.Encode()
 }

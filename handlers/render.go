@@ -10,13 +10,16 @@ import (
 )
 
 // Format is how a stream carries the parts: the HTML fragments the page
-// swaps in, or JSON for scripts.
+// swaps in, JSON for scripts, or the compact badge of the embeds.
 type Format uint8
 
 // The stream formats.
 const (
 	HTML Format = iota
 	JSON
+	// Badge carries only what the embeds show: status, presence as a
+	// badge, the feed and the viewer's own tabs; no light, no latency.
+	Badge
 	numFormats
 )
 
@@ -38,19 +41,43 @@ type renderer struct {
 
 type framed [numFormats]bus.Event
 
+// frame renders a part in every format: the page's template name, JSON,
+// and the embeds' template "badge-"+name when there is one (else the part
+// is not in the badge format, and its frame is nil).
 func (r renderer) frame(name string, view, jsonView any) (framed, error) {
-	var buf bytes.Buffer
-	if err := r.tmpl.ExecuteTemplate(&buf, name, view); err != nil {
+	return r.frameBadge(name, view, jsonView, view)
+}
+
+// frameBadge is frame with a view of its own for the badge.
+func (r renderer) frameBadge(name string, view, jsonView, badgeView any) (framed, error) {
+	h, err := r.html(name, view)
+	if err != nil {
 		return framed{}, err
 	}
 	j, err := json.Marshal(jsonView)
 	if err != nil {
 		return framed{}, err
 	}
-	return framed{
-		HTML: {Key: name, Frame: bus.Frame(name, bytes.TrimSpace(buf.Bytes()))},
+	f := framed{
+		HTML: {Key: name, Frame: bus.Frame(name, h)},
 		JSON: {Key: name, Frame: bus.Frame(name, j)},
-	}, nil
+	}
+	if r.tmpl.Lookup("badge-"+name) != nil {
+		b, err := r.html("badge-"+name, badgeView)
+		if err != nil {
+			return framed{}, err
+		}
+		f[Badge] = bus.Event{Key: name, Frame: bus.Frame(name, b)}
+	}
+	return f, nil
+}
+
+func (r renderer) html(tmpl string, view any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := r.tmpl.ExecuteTemplate(&buf, tmpl, view); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSpace(buf.Bytes()), nil
 }
 
 func (r renderer) light(room string, l presence.Light) (framed, error) {
@@ -65,8 +92,8 @@ const avatarSample = 12
 // a region, the page shows a sample of avatars and the JSON stream counts.
 func (r renderer) regions(rs []presence.RegionView, here string, large int) (framed, error) {
 	v, total := newRegionViews(rs, here), len(presence.TabCounts(rs))
-	return r.frame(evRegions, regionsView{Total: total, Regions: sampleLarge(v, large, avatarSample)},
-		regionsView{Total: total, Regions: sampleLarge(v, large, -1)})
+	return r.frameBadge(evRegions, regionsView{Total: total, Regions: sampleLarge(v, large, avatarSample)},
+		regionsView{Total: total, Regions: sampleLarge(v, large, -1)}, newBadgeView(rs))
 }
 
 // messageRenders holds each message's fragment in both formats, by ID. A
@@ -110,16 +137,20 @@ func (r renderer) messages(ms []presence.Message, prev messageRenders) (framed, 
 		js.Write(parts[JSON])
 	}
 	js.WriteString("]}")
+	feed := bus.Frame(evMessages, bytes.TrimSpace(html.Bytes()))
 	return framed{
-		HTML: {Key: evMessages, Frame: bus.Frame(evMessages, bytes.TrimSpace(html.Bytes()))},
-		JSON: {Key: evMessages, Frame: bus.Frame(evMessages, js.Bytes())},
+		HTML:  {Key: evMessages, Frame: feed},
+		JSON:  {Key: evMessages, Frame: bus.Frame(evMessages, js.Bytes())},
+		Badge: {Key: evMessages, Frame: feed},
 	}, next, nil
 }
 
-func (r renderer) tabs(n int) (framed, error) {
-	return r.frame(evTabs, n, struct {
+// tabs renders a user's tab count; the badge's also names the user, so an
+// embed can mark their avatar.
+func (r renderer) tabs(user presence.UserID, n int) (framed, error) {
+	return r.frameBadge(evTabs, n, struct {
 		Tabs int `json:"tabs"`
-	}{n})
+	}{n}, badgeTabs{ID: user.Short(), Tabs: n})
 }
 
 func (r renderer) latency(lat []presence.Latency, here string) (framed, error) {

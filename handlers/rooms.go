@@ -34,11 +34,13 @@ func roomBase(room string) string {
 	return "/rooms/" + room
 }
 
+var errBadRoom = echo.NewHTTPError(http.StatusBadRequest,
+	`a room name is 1-128 characters of A-Z a-z 0-9 . _ ~ - / with no empty, "." or ".." segment`)
+
 // withRoom checks a room name from the path and hands the request to h.
 func withRoom(c echo.Context, name string, h echo.HandlerFunc) error {
 	if !presence.ValidRoom(name) {
-		return echo.NewHTTPError(http.StatusBadRequest,
-			`a room name is 1-128 characters of A-Z a-z 0-9 . _ ~ - / with no empty, "." or ".." segment`)
+		return errBadRoom
 	}
 	c.Set(roomKey, name)
 	return h(c)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"html/template"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -40,6 +41,8 @@ type Config struct {
 	// TrustProxy believes Fly-Client-IP, X-Forwarded-For and
 	// X-Forwarded-Proto: set it only behind a proxy that sets them (Fly).
 	TrustProxy bool
+	// EmbedOrigins are the other sites that may embed rooms.
+	EmbedOrigins EmbedOrigins
 	// Emitter is the bus the Broadcaster publishes to (for metrics).
 	Emitter *bus.Emitter
 	// Metrics is where /metrics is gathered from; nil makes a new registry.
@@ -54,6 +57,7 @@ type Server struct {
 	hiLimit    *limiter
 	lightLimit *limiter
 	streams    *streamCounter
+	conns      *connCap
 	// hub holds the hijacked streams; its Shutdown ends them all, as they
 	// never end by themselves.
 	hub    *hub.Hub
@@ -78,6 +82,7 @@ func New(cfg Config) *Server {
 		hiLimit:    newLimiter(cfg.Limits.HiPerSec, cfg.Limits.HiBurst),
 		lightLimit: newLimiter(cfg.Limits.LightPerSec, cfg.Limits.LightBurst),
 		streams:    newStreamCounter(cfg.Limits.StreamsPerClient, cfg.Limits.MaxStreams),
+		conns:      newConnCap(cfg.Limits.ConnsPerClient),
 		hub:        hub.New(hub.Config{WriteTimeout: cfg.WriteTimeout}),
 	}
 	s.settle = newSettler(settleQuiet, settleLeast, func(opens int) {
@@ -96,28 +101,58 @@ func New(cfg Config) *Server {
 	e.Use(middleware.Recover(), middleware.RequestID(), accessLog(cfg.Log),
 		s.registerMetrics(cfg.Metrics, cfg.Emitter), securityHeaders, crossOrigin())
 
-	e.GET("/", s.page)
+	// Every GET answers HEAD too, with the same headers and no body (what
+	// monitors send); a stream's HEAD opens no stream.
+	get := func(path string, h echo.HandlerFunc) { e.Match([]string{http.MethodGet, http.MethodHead}, path, h) }
+	get("/", s.page)
 	e.POST("/lightbulb", s.lightbulb)
 	e.POST("/hi", s.hi)
-	e.GET("/api/state", s.state)
-	e.GET("/events", s.events)
-	e.GET("/rooms/*", s.roomGet)
+	get("/api/state", s.state)
+	get("/events", s.events)
+	get("/rooms/*", s.roomGet)
 	e.POST("/rooms/*", s.roomPost)
-	e.GET("/api/rooms/*", s.roomState)
-	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/readyz", s.ready)
-	e.GET("/metrics", metricsHandler(cfg.Metrics))
-	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServerFS(static.FS))))
+	get("/api/rooms/*", s.roomState)
+	get("/embed/*", s.embed)
+	js, err := embedScript()
+	if err != nil {
+		panic(err) // the embedded files are broken: a build defect
+	}
+	get("/embed.js", serveEmbedScript(js))
+	get("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	get("/readyz", s.ready)
+	get("/metrics", metricsHandler(cfg.Metrics))
+	get("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServerFS(filesOnly{static.FS}))))
 	return s
+}
+
+// filesOnly serves the files of an FS and no directory listings: a
+// directory is not found.
+type filesOnly struct{ fs.FS }
+
+func (f filesOnly) Open(name string) (fs.File, error) {
+	file, err := f.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := file.Stat(); err != nil || st.IsDir() {
+		file.Close()
+		return nil, fs.ErrNotExist
+	}
+	return file, nil
 }
 
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
-// limit spends one of the client's tokens for an action (by user and by
-// address), or answers 429.
-func (s *Server) limit(c echo.Context, l *limiter, user presence.UserID, what string) error {
-	if wait := l.allow(time.Now(), "u:"+string(user), "a:"+c.RealIP()); wait > 0 {
+// limit spends one of the client's tokens for an action, or answers 429.
+// It counts by address, and by user when the request brought its identity:
+// a new one would get a bucket of its own, full, for every request.
+func (s *Server) limit(c echo.Context, l *limiter, user presence.UserID, known bool, what string) error {
+	keys := []string{"a:" + clientKey(c.RealIP())}
+	if known {
+		keys = append(keys, "u:"+string(user))
+	}
+	if wait := l.allow(time.Now(), keys...); wait > 0 {
 		return tooMany(c, wait, what)
 	}
 	return nil

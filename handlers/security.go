@@ -1,25 +1,40 @@
 package handlers
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 )
 
 // contentSecurityPolicy allows only this origin's scripts and styles: the
-// page has no inline script (htmx's own indicator styles are turned off in
-// the page's htmx-config). 'unsafe-eval' is there for htmx alone, which
-// compiles the page's few hx-on attributes (the connection status, error
-// messages) with Function(); html/template escapes everything else, so no
-// attribute comes from a user.
-const contentSecurityPolicy = "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self'; img-src 'self'; " +
+// pages have no inline script (htmx's own indicator styles are turned off
+// in their htmx-config).
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
-// withStyleNonce is the policy for a page that has one <style> of its own.
-func withStyleNonce(nonce string) string {
-	return strings.Replace(contentSecurityPolicy, "style-src 'self'", "style-src 'self' 'nonce-"+nonce+"'", 1)
+// newNonce is a fresh CSP nonce, for a response's one inline <style>.
+func newNonce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// withStyleNonce admits the one <style> marked with nonce into policy.
+func withStyleNonce(policy, nonce string) string {
+	return strings.Replace(policy, "style-src 'self'", "style-src 'self' 'nonce-"+nonce+"'", 1)
+}
+
+// withHTMXEval lets htmx compile hx-on attributes with Function(), for the
+// page's few one-line handlers (its connection status and error lines).
+// html/template escapes everything a user sends, so none of it can become
+// an attribute; inline <script> stays refused.
+func withHTMXEval(policy string) string {
+	return strings.Replace(policy, "script-src 'self'", "script-src 'self' 'unsafe-eval'", 1)
 }
 
 // securityHeaders sets the headers every response carries.
@@ -67,6 +82,21 @@ func clientIP(r *http.Request, trustProxy bool) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// clientKey is what per-address limits count by: an IPv4 address, or the
+// /64 of an IPv6 one, since a single subscriber is routinely given a whole
+// /64 and can rotate through it at will.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64) // cannot fail for a 128-bit address
+	return p.String()
 }
 
 // isHTTPS reports whether the browser reached us over TLS, directly or

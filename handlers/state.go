@@ -10,6 +10,9 @@ import (
 
 // state returns the whole room as JSON.
 func (s *Server) state(c echo.Context) error {
+	if err := s.crossOriginRead(c, false); err != nil {
+		return err
+	}
 	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), roomOf(c), presence.AllParts)
 	if err != nil {
 		return err

@@ -247,3 +247,49 @@ func (d pageData) LatencyLine() latencyLine {
 func (d pageData) Presence() regionsView {
 	return regionsView{Total: d.State.Total, Regions: sampleLarge(d.State.Regions, d.Large, avatarSample)}
 }
+
+// badgeSample is how many avatars the embeds' badge shows.
+const badgeSample = 8
+
+// badgeView is the embeds' compact presence: everyone here now, a count per
+// region, and a few avatars.
+type badgeView struct {
+	Total   int
+	Regions []badgeRegion
+	Sample  []userView
+	More    int // viewers beyond the sample
+}
+
+type badgeRegion struct {
+	Region, City string
+	Count        int
+}
+
+// newBadgeView counts each user once, however many regions they are in
+// (tabs through two regions' instances are one viewer).
+func newBadgeView(regions []presence.RegionView) badgeView {
+	v := badgeView{Regions: make([]badgeRegion, 0, len(regions))}
+	seen := make(map[presence.UserID]bool)
+	for _, r := range regions {
+		v.Regions = append(v.Regions, badgeRegion{Region: r.Region, City: presence.City(r.Region), Count: len(r.Users)})
+		for _, u := range r.Users {
+			if seen[u.ID] {
+				continue
+			}
+			seen[u.ID] = true
+			if len(v.Sample) < badgeSample {
+				v.Sample = append(v.Sample, userView{ID: u.ID.Short(), Colour: u.Colour, Tabs: u.Tabs})
+			}
+		}
+	}
+	v.Total = len(seen)
+	v.More = v.Total - len(v.Sample)
+	return v
+}
+
+// badgeTabs is the badge's per-viewer part: who they are, so an embed can
+// mark their avatar, and their tabs.
+type badgeTabs struct {
+	ID   string
+	Tabs int
+}

@@ -2,8 +2,11 @@ package presence
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
+	"strings"
 )
 
 // Key layout (presence/PROTOCOL.md tells who writes each and what every
@@ -72,6 +75,49 @@ type wire struct {
 	Msg *Message `json:"m,omitempty"`
 	Rec []string `json:"rec,omitempty"`
 	Seq uint64   `json:"s,omitempty"`
+}
+
+// maxWire bounds an announcement: the largest, a message or a lightbulb
+// record, takes a few hundred bytes.
+const maxWire = 64 << 10
+
+// decodeWire reads an announcement heard on channel. Whatever does not hold
+// what its type needs is refused, not completed with a guess: a join
+// without its tab would otherwise read as a leave, an odd record as a
+// record missing its last value.
+func decodeWire(channel, msg string) (wire, error) {
+	var w wire
+	if len(msg) > maxWire {
+		return w, fmt.Errorf("announcement of %d bytes, at most %d", len(msg), maxWire)
+	}
+	dec := json.NewDecoder(strings.NewReader(msg))
+	if err := dec.Decode(&w); err != nil {
+		return w, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return w, errors.New("data after the announcement")
+	}
+	if !ValidRoom(w.Room) || channel != roomChannel(w.Room) {
+		return w, errors.New("announcement of another room than its channel's")
+	}
+	var missing bool
+	switch w.Type {
+	case "light":
+		missing = len(w.Rec)%2 != 0
+	case "say":
+	case "join":
+		missing = w.Inst == "" || w.Seq == 0 || w.Tab == nil
+	case "leave":
+		missing = w.Inst == "" || w.Seq == 0 || w.TabID == ""
+	case "tabs":
+		missing = w.Inst == ""
+	default:
+		return w, fmt.Errorf("unknown announcement type %q", w.Type)
+	}
+	if missing {
+		return w, fmt.Errorf("a %q announcement without what it needs", w.Type)
+	}
+	return w, nil
 }
 
 // seqTemplate splits the JSON of w around its sequence number, which only the

@@ -2,7 +2,6 @@ package presence
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -179,9 +178,9 @@ func (s *Redis) handle(m rueidis.PubSubMessage) {
 		}
 		return
 	}
-	var w wire
-	if err := json.Unmarshal([]byte(m.Message), &w); err != nil || !ValidRoom(w.Room) || m.Channel != roomChannel(w.Room) {
-		s.log.Warn("ignoring a malformed store event", "channel", m.Channel, "message", m.Message)
+	w, err := decodeWire(m.Channel, m.Message)
+	if err != nil {
+		s.log.Warn("ignoring a malformed store event", "channel", m.Channel, "message", m.Message, "err", err)
 		return
 	}
 	if !s.tracked(w.Room) {

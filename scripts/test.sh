@@ -24,18 +24,21 @@ fi
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-# A short fuzzing run of every parser of client input; the seed corpus
-# (handlers/testdata/fuzz) also runs below as plain tests. The budget is a
+# A short fuzzing run of every parser of client input, of SSE framing and of
+# the store's announcements; the seed corpora (testdata/fuzz in each package)
+# also run below as plain tests. The budget is a
 # count, not a duration: Go 1.26's fuzz coordinator can fail a run that found
 # nothing with "context deadline exceeded" when a -fuzztime duration ends
 # (golang/go#75804, fixed in Go 1.27).
 echo "test.sh: fuzzing (20,000 inputs per target, about 5 s each)"
-for target in $(go test -list '^Fuzz' ./handlers | grep '^Fuzz'); do
-  if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime 20000x ./handlers 2>&1); then
-    echo "$out"
-    exit 1
-  fi
-  echo "fuzz ${target}: ok"
+for pkg in ./handlers ./bus ./presence; do
+  for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+    if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime 20000x "$pkg" 2>&1); then
+      echo "$out"
+      exit 1
+    fi
+    echo "fuzz ${pkg#./} ${target}: ok"
+  done
 done
 
 # Every benchmark once: they must work; their figures are in BENCHMARKS.md.

@@ -61,12 +61,12 @@ const (
 var (
 	runRegions   = []string{"ams", "iad", "syd"}
 	runInstances = map[string]int{"ams": 2}
-	// Rate limits are per user and per address; every client here is
+	// Rate limits and caps are per user and per address; every client here is
 	// 127.0.0.1, so they are raised out of the way.
 	runAppArgs = []string{
 		"-hi-rate", "1000", "-hi-burst", "1000",
 		"-lightbulb-rate", "1000", "-lightbulb-burst", "1000",
-		"-streams-per-client", "10000",
+		"-streams-per-client", "10000", "-conns-per-client", "10000",
 	}
 )
 
