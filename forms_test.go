@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -98,5 +99,23 @@ func checkJSON(t *testing.T, resp *http.Response, body string, code int, fields 
 	}
 	if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, fields) {
 		t.Fatalf("%s: fields %v, want %v", resp.Request.URL.Path, keys, fields)
+	}
+}
+
+// The page's policy admits its own <style> by nonce and lets htmx compile
+// its hx-on handlers; no other answer allows eval.
+func TestPagePolicy(t *testing.T) {
+	a := startApp(t, nil)
+	resp, page := get(t, a.URL+"/rooms/shop", nil)
+	csp := resp.Header.Get("Content-Security-Policy")
+	m := regexp.MustCompile(`<style nonce="([^"]+)">`).FindStringSubmatch(page)
+	if m == nil || !strings.Contains(csp, "style-src 'self' 'nonce-"+m[1]+"'") || !strings.Contains(csp, "script-src 'self' 'unsafe-eval'") ||
+		strings.Contains(csp, "unsafe-inline") {
+		t.Fatalf("page CSP %q for its style %v", csp, m)
+	}
+	for _, path := range []string{"/api/state", "/embed/shop", "/static/style.css"} {
+		if resp, _ := get(t, a.URL+path, nil); strings.Contains(resp.Header.Get("Content-Security-Policy"), "unsafe-eval") {
+			t.Errorf("%s allows eval: %s", path, resp.Header.Get("Content-Security-Policy"))
+		}
 	}
 }
