@@ -67,6 +67,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	identitySecret := getenv("IDENTITY_SECRET")
+	if identitySecret != "" && len(identitySecret) < 32 {
+		return errors.New("IDENTITY_SECRET must be at least 32 bytes: a short HS256 key can be guessed")
+	}
 	region := getenv("FLY_REGION")
 	if region == "" {
 		region = presence.LocalRegion
@@ -95,7 +99,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	srv := handlers.New(handlers.Config{
 		Store: store, Broadcaster: bc, Templates: tmpl, Region: region,
 		WriteTimeout: *writeTimeout, Limits: limits, TrustProxy: *trustProxy, EmbedOrigins: embeds,
-		Emitter: emitter, Metrics: metrics, Log: log,
+		IdentitySecret: []byte(identitySecret),
+		Emitter:        emitter, Metrics: metrics, Log: log,
 	})
 	defer srv.EndStreams() // stops the stream hub on every return
 

@@ -153,7 +153,7 @@ func (s *Server) embed(c echo.Context) error {
 	// Framing is the point here; who may frame is -embed-origins. The
 	// nonce admits the one inline rule that marks the viewer's avatar.
 	h.Del("X-Frame-Options")
-	h.Set("Content-Security-Policy", strings.Replace(withStyleNonce(contentSecurityPolicy, data.Nonce),
+	h.Set("Content-Security-Policy", strings.Replace(withStyleNonce(s.csp, data.Nonce),
 		"frame-ancestors 'none'", "frame-ancestors "+s.cfg.EmbedOrigins.frameAncestors(), 1))
 	h.Set("Cache-Control", "no-store")
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())

@@ -37,11 +37,15 @@ func (s *Server) events(c echo.Context) error {
 	if c.Request().Method == http.MethodHead {
 		return c.NoContent(http.StatusOK)
 	}
+	you, err := s.identify(c, c.QueryParam("token"))
+	if err != nil {
+		return err
+	}
+	user := you.ID
 	client := clientKey(c.RealIP())
 	if why := s.streams.acquire(client); why != "" {
 		return echo.NewHTTPError(http.StatusTooManyRequests, why)
 	}
-	user, _ := s.identify(c)
 	ctx := c.Request().Context()
 
 	room := roomOf(c)
@@ -50,7 +54,7 @@ func (s *Server) events(c echo.Context) error {
 		s.streams.release(client)
 		return err
 	}
-	tab := presence.Tab{ID: newTabID(), User: user, Colour: colour, Region: s.cfg.Region, Since: time.Now()}
+	tab := presence.Tab{ID: newTabID(), User: user, Colour: colour, Region: s.cfg.Region, Since: time.Now(), Profile: you.Profile}
 	if err := s.cfg.Store.Join(ctx, room, tab); err != nil {
 		// The stream still serves what is known; the store catches up
 		// with this tab when it is back.

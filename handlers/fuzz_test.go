@@ -129,7 +129,11 @@ func FuzzIdentityCookie(f *testing.F) {
 		req.AddCookie(&http.Cookie{Name: cookieName, Value: value})
 		rec := httptest.NewRecorder()
 		s := &Server{}
-		id, _ := s.identify(echo.New().NewContext(req, rec))
+		you, err := s.identify(echo.New().NewContext(req, rec), "")
+		id := you.ID
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(id) != 32 || strings.Trim(string(id), "0123456789ABCDEF") != "" {
 			t.Fatalf("id %q", id)
 		}

@@ -11,7 +11,7 @@ import (
 
 // hi posts a message: "Hi from <city> 👋" unless a text is given.
 func (s *Server) hi(c echo.Context) error {
-	vals, err := params(c, "text", "colour")
+	vals, err := params(c, "text", "colour", "token")
 	if err != nil {
 		return err
 	}
@@ -19,7 +19,11 @@ func (s *Server) hi(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	user, known := s.identify(c)
+	you, err := s.identify(c, vals.Get("token"))
+	if err != nil {
+		return err
+	}
+	user, known := you.ID, you.Known
 	colour := vals.Get("colour")
 	switch {
 	case colour == "":
@@ -34,7 +38,7 @@ func (s *Server) hi(c echo.Context) error {
 	if text == "" {
 		text = "Hi from " + presence.City(from) + " 👋"
 	}
-	msg, err := s.cfg.Store.Say(c.Request().Context(), roomOf(c), presence.Post{User: user, Colour: colour, From: from, Text: text})
+	msg, err := s.cfg.Store.Say(c.Request().Context(), roomOf(c), presence.Post{User: user, Colour: colour, From: from, Text: text, Profile: you.Profile})
 	if err != nil {
 		return err
 	}
@@ -42,7 +46,7 @@ func (s *Server) hi(c echo.Context) error {
 	case isHTMX(c):
 		// A fresh, empty form replaces the one that was sent.
 		var buf bytes.Buffer
-		if err := s.cfg.Templates.ExecuteTemplate(&buf, "hi-form", youView{Colour: colour, Base: roomBase(roomOf(c))}); err != nil {
+		if err := s.cfg.Templates.ExecuteTemplate(&buf, "hi-form", youView{Colour: colour, Base: roomBase(roomOf(c)), Token: you.Token}); err != nil {
 			return err
 		}
 		return c.HTMLBlob(http.StatusCreated, buf.Bytes())

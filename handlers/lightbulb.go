@@ -10,11 +10,15 @@ import (
 
 // lightbulb toggles the light, or sets it with state=on|off.
 func (s *Server) lightbulb(c echo.Context) error {
-	vals, err := params(c, "state")
+	vals, err := params(c, "state", "token")
 	if err != nil {
 		return err
 	}
-	user, known := s.identify(c)
+	you, err := s.identify(c, vals.Get("token"))
+	if err != nil {
+		return err
+	}
+	user, known := you.ID, you.Known
 	sw := presence.Switch{By: user, From: edgeRegion(c, s.cfg.Region)}
 	if sw.Set, err = switchState(vals.Get("state")); err != nil {
 		return err

@@ -31,7 +31,7 @@ func (s *Server) page(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	c.Response().Header().Set("Content-Security-Policy", withHTMXEval(withStyleNonce(contentSecurityPolicy, data.Nonce)))
+	c.Response().Header().Set("Content-Security-Policy", withHTMXEval(withStyleNonce(s.csp, data.Nonce)))
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }
 
@@ -45,7 +45,11 @@ type viewing struct {
 // viewOf reads the room for a page load, whose stream gets a colour of its
 // own.
 func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
-	user, _ := s.identify(c)
+	you, err := s.identify(c, c.QueryParam("token"))
+	if err != nil {
+		return viewing{}, err
+	}
+	user := you.ID
 	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
 	if err != nil {
 		return viewing{}, err
@@ -57,6 +61,9 @@ func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
 			Edge:   place(edgeRegion(c, s.cfg.Region)),
 			App:    place(s.cfg.Region),
 			Base:   roomBase(room),
+			Name:   you.Name,
+			Avatar: you.Avatar,
+			Token:  you.Token,
 		},
 		snap: snap,
 		// This page's own stream is about to connect: count it already.
@@ -67,6 +74,9 @@ func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
 // eventsURL is the stream the page opens, in format f.
 func (v viewing) eventsURL(f Format) string {
 	q := url.Values{"colour": {v.you.Colour}}
+	if v.you.Token != "" {
+		q.Set("token", v.you.Token)
+	}
 	if f == Badge {
 		q.Set("format", "badge")
 	}

@@ -43,6 +43,9 @@ type Config struct {
 	TrustProxy bool
 	// EmbedOrigins are the other sites that may embed rooms.
 	EmbedOrigins EmbedOrigins
+	// IdentitySecret verifies host sites' tokens naming their users
+	// (IDENTITY_SECRET); empty: tokens are refused.
+	IdentitySecret []byte
 	// Emitter is the bus the Broadcaster publishes to (for metrics).
 	Emitter *bus.Emitter
 	// Metrics is where /metrics is gathered from; nil makes a new registry.
@@ -62,6 +65,7 @@ type Server struct {
 	// never end by themselves.
 	hub    *hub.Hub
 	settle *settler
+	csp    string // Content-Security-Policy
 }
 
 // New builds the routes.
@@ -84,6 +88,7 @@ func New(cfg Config) *Server {
 		streams:    newStreamCounter(cfg.Limits.StreamsPerClient, cfg.Limits.MaxStreams),
 		conns:      newConnCap(cfg.Limits.ConnsPerClient),
 		hub:        hub.New(hub.Config{WriteTimeout: cfg.WriteTimeout}),
+		csp:        policy(len(cfg.IdentitySecret) > 0),
 	}
 	s.settle = newSettler(settleQuiet, settleLeast, func(opens int) {
 		start := time.Now()
@@ -99,7 +104,7 @@ func New(cfg Config) *Server {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	e.Use(middleware.Recover(), middleware.RequestID(), accessLog(cfg.Log),
-		s.registerMetrics(cfg.Metrics, cfg.Emitter), securityHeaders, crossOrigin())
+		s.registerMetrics(cfg.Metrics, cfg.Emitter), securityHeaders(s.csp), crossOrigin())
 
 	// Every GET answers HEAD too, with the same headers and no body (what
 	// monitors send); a stream's HEAD opens no stream.

@@ -37,15 +37,26 @@ func withHTMXEval(policy string) string {
 	return strings.Replace(policy, "script-src 'self'", "script-src 'self' 'unsafe-eval'", 1)
 }
 
+// policy is the CSP of this server: with host sites' identities, their
+// users' avatars are https images from anywhere.
+func policy(identities bool) string {
+	if identities {
+		return strings.Replace(contentSecurityPolicy, "img-src 'self'", "img-src 'self' https:", 1)
+	}
+	return contentSecurityPolicy
+}
+
 // securityHeaders sets the headers every response carries.
-func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		h := c.Response().Header()
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "same-origin")
-		h.Set("X-Frame-Options", "DENY")
-		return next(c)
+func securityHeaders(csp string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Response().Header()
+			h.Set("Content-Security-Policy", csp)
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("Referrer-Policy", "same-origin")
+			h.Set("X-Frame-Options", "DENY")
+			return next(c)
+		}
 	}
 }
 

@@ -39,6 +39,17 @@ type userView struct {
 	ID     string `json:"id"`
 	Colour string `json:"colour"`
 	Tabs   int    `json:"tabs"`
+	presence.Profile
+}
+
+// Label names a user: by the host site's name for them, else by ID.
+func (u userView) Label() string { return label(u.Name, u.ID) }
+
+func label(name, id string) string {
+	if name != "" {
+		return name
+	}
+	return "User #" + id
 }
 
 // Initials is what an avatar shows.
@@ -62,7 +73,7 @@ func newRegionViews(regions []presence.RegionView, here string) []regionView {
 		v := regionView{Region: r.Region, City: presence.City(r.Region), Here: r.Region == here, Count: len(r.Users),
 			Users: make([]userView, len(r.Users))}
 		for i, u := range r.Users {
-			v.Users[i] = userView{ID: u.ID.Short(), Colour: u.Colour, Tabs: u.Tabs}
+			v.Users[i] = userView{ID: u.ID.Short(), Colour: u.Colour, Tabs: u.Tabs, Profile: u.Profile}
 		}
 		seen = seen || v.Here
 		views = append(views, v)
@@ -144,7 +155,11 @@ type messageView struct {
 	City   string    `json:"city"`
 	Text   string    `json:"text"`
 	At     time.Time `json:"at"`
+	presence.Profile
 }
+
+// Label names the poster.
+func (m messageView) Label() string { return label(m.Name, m.User) }
 
 // Initials is what the poster's avatar shows.
 func (m messageView) Initials() string { return m.User[:min(2, len(m.User))] }
@@ -154,7 +169,7 @@ func (m messageView) Clock() string { return m.At.UTC().Format("15:04:05") }
 
 func newMessageView(m presence.Message) messageView {
 	return messageView{ID: m.ID, User: m.User.Short(), Colour: m.Colour, Region: m.Region, From: m.From,
-		City: presence.City(m.From), Text: m.Text, At: m.At}
+		City: presence.City(m.From), Text: m.Text, At: m.At, Profile: m.Profile}
 }
 
 func newMessageViews(ms []presence.Message) []messageView {
@@ -210,6 +225,9 @@ type youView struct {
 	Edge   placeView
 	App    placeView
 	Base   string // the room's URL prefix: "" for home, else /rooms/<room>
+	// Name and Avatar come from a host site's token, which the page passes
+	// on (Token) to its stream and forms.
+	Name, Avatar, Token string
 }
 
 // Initials is what the viewer's avatar shows.
@@ -278,7 +296,7 @@ func newBadgeView(regions []presence.RegionView) badgeView {
 			}
 			seen[u.ID] = true
 			if len(v.Sample) < badgeSample {
-				v.Sample = append(v.Sample, userView{ID: u.ID.Short(), Colour: u.Colour, Tabs: u.Tabs})
+				v.Sample = append(v.Sample, userView{ID: u.ID.Short(), Colour: u.Colour, Tabs: u.Tabs, Profile: u.Profile})
 			}
 		}
 	}

@@ -32,6 +32,7 @@ type Message struct {
 	From   string    `json:"from"`   // region the user came through
 	Text   string    `json:"text"`
 	At     time.Time `json:"at"`
+	Profile
 }
 
 // Post is what a user asks to say.
@@ -40,6 +41,7 @@ type Post struct {
 	Colour string
 	From   string
 	Text   string
+	Profile
 }
 
 // NewMessage stamps a message. The ID is unique across regions, so a message
@@ -48,14 +50,15 @@ func NewMessage(now HLC, region string, p Post) Message {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	return Message{
-		ID:     fmt.Sprintf("%016x-%s-%s", uint64(now), region, hex.EncodeToString(r[:])),
-		HLC:    now,
-		User:   p.User,
-		Colour: p.Colour,
-		Region: region,
-		From:   p.From,
-		Text:   p.Text,
-		At:     now.Time(),
+		ID:      fmt.Sprintf("%016x-%s-%s", uint64(now), region, hex.EncodeToString(r[:])),
+		HLC:     now,
+		User:    p.User,
+		Colour:  p.Colour,
+		Region:  region,
+		From:    p.From,
+		Text:    p.Text,
+		At:      now.Time(),
+		Profile: p.Profile,
 	}
 }
 

@@ -39,6 +39,20 @@ func ValidSecret(s string) bool {
 	return err == nil && len(b) == secretLen
 }
 
+// Profile is how a host site names one of its users (a signed token's
+// claims): shown instead of the anonymous ID. Empty for anonymous users.
+type Profile struct {
+	Name   string `json:"name,omitempty"`
+	Avatar string `json:"avatar,omitempty"` // an https URL
+}
+
+// IDFromSubject derives the ID of a host site's user from the subject of
+// its token: the same on every browser, and never one a cookie derives.
+func IDFromSubject(sub string) UserID {
+	sum := sha256.Sum256([]byte("sub\x00" + sub))
+	return UserID(strings.ToUpper(hex.EncodeToString(sum[:16])))
+}
+
 // IDFromSecret derives the public ID of the browser holding secret.
 func IDFromSecret(secret string) UserID {
 	sum := sha256.Sum256([]byte(secret))

@@ -13,6 +13,7 @@ type Tab struct {
 	Colour string    `json:"colour"`
 	Region string    `json:"region"` // app region serving the connection
 	Since  time.Time `json:"since"`
+	Profile
 }
 
 // RegionView is one region's card: the users viewing through it.
@@ -26,6 +27,7 @@ type UserView struct {
 	ID     UserID `json:"id"`
 	Colour string `json:"colour"` // of their most recently opened tab there
 	Tabs   int    `json:"tabs"`
+	Profile
 }
 
 // GroupTabs turns tabs into region cards: regions and users sorted, so every
@@ -72,7 +74,7 @@ func GroupTabs(tabs []Tab) []RegionView {
 			views = append(views, RegionView{Region: t.Region})
 		}
 		v := &views[len(views)-1]
-		v.Users = append(v.Users, UserView{ID: t.User, Colour: t.Colour, Tabs: a.n})
+		v.Users = append(v.Users, UserView{ID: t.User, Colour: t.Colour, Tabs: a.n, Profile: t.Profile})
 	}
 	return views
 }
