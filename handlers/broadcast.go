@@ -269,7 +269,7 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 		b.update(room, rs, evStatus, func() (framed, error) { return b.r.status(snap.Status) })
 	}
 	if parts&presence.PartLight != 0 {
-		b.update(room, rs, evLight, func() (framed, error) { return b.r.light(room, snap.Light) })
+		b.update(room, rs, evLight, func() (framed, error) { return b.r.light(snap.Light) })
 	}
 	if parts&presence.PartMessages != 0 {
 		b.showInPassing(room, rs, snap.Recent)

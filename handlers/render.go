@@ -80,9 +80,9 @@ func (r renderer) html(tmpl string, view any) ([]byte, error) {
 	return bytes.TrimSpace(buf.Bytes()), nil
 }
 
-func (r renderer) light(room string, l presence.Light) (framed, error) {
+func (r renderer) light(l presence.Light) (framed, error) {
 	v := newLightView(l)
-	return r.frame(evLight, lightPart{lightView: v, Base: roomBase(room)}, v)
+	return r.frame(evLight, v, v)
 }
 
 // avatarSample is how many avatars a large room's card still shows.

@@ -72,7 +72,7 @@ func BenchmarkRenderLight(b *testing.B) {
 	l := presence.Light{On: true, By: "ABCDEF01", Region: "syd", At: time.Now()}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.light(DefaultRoom, l); err != nil {
+		if _, err := r.light(l); err != nil {
 			b.Fatal(err)
 		}
 	}

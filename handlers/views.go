@@ -233,13 +233,6 @@ type youView struct {
 // Initials is what the viewer's avatar shows.
 func (y youView) Initials() string { return y.ID[:2] }
 
-// lightPart is the light as the page shows it, with the switch, whose form
-// posts to the room's route.
-type lightPart struct {
-	lightView
-	Base string
-}
-
 type pageData struct {
 	You       youView
 	State     stateView
@@ -249,11 +242,6 @@ type pageData struct {
 	// Nonce lets the page's own <style> (which marks this viewer's avatar
 	// in the shared region cards) through the CSP.
 	Nonce string
-}
-
-// LightPart is the page's light part, as the stream sends it.
-func (d pageData) LightPart() lightPart {
-	return lightPart{lightView: d.State.Lightbulb, Base: d.You.Base}
 }
 
 // LatencyLine is the page's latency part, as the stream sends it.
