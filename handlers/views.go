@@ -230,6 +230,9 @@ type youView struct {
 	Name, Avatar, Token string
 }
 
+// Label names the viewer as others see them.
+func (y youView) Label() string { return label(y.Name, y.ID) }
+
 // Initials is what the viewer's avatar shows.
 func (y youView) Initials() string { return y.ID[:2] }
 
