@@ -49,6 +49,13 @@ type BroadcastStats struct {
 	Changes, Flushes, Published uint64
 }
 
+// Rooms is how many rooms the broadcaster holds: those with streams here.
+func (b *Broadcaster) Rooms() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.rooms)
+}
+
 // Stats returns the counters so far.
 func (b *Broadcaster) Stats() BroadcastStats {
 	return BroadcastStats{Changes: b.changes.Load(), Flushes: b.flushes.Load(), Published: b.published.Load()}

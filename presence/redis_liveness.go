@@ -174,6 +174,7 @@ func (s *Redis) rewriteTabsLocked(ctx context.Context, room string) error {
 	}
 	s.mu.Lock()
 	delete(s.stale, room)
+	s.dropMineIfEmptyLocked(room)
 	s.mu.Unlock()
 	s.log.Info("rewrote this instance's presence in the store", "room", room, "tabs", len(tabs))
 	return nil

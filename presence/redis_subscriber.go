@@ -179,6 +179,7 @@ func (s *Redis) handle(m rueidis.PubSubMessage) {
 		}
 		return
 	}
+	s.announced.Add(1)
 	var w wire
 	if err := json.Unmarshal([]byte(m.Message), &w); err != nil || !ValidRoom(w.Room) || m.Channel != roomChannel(w.Room) {
 		s.log.Warn("ignoring a malformed store event", "channel", m.Channel, "message", m.Message)
