@@ -15,7 +15,7 @@ import (
 func (s *Server) page(c echo.Context) error {
 	user := s.identify(c)
 	room := roomOf(c)
-	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
+	snap, tabs, err := s.snapshot(c.Request().Context(), room, user)
 	if err != nil {
 		return err
 	}
@@ -30,7 +30,7 @@ func (s *Server) page(c echo.Context) error {
 		},
 		State: newStateView(snap, s.cfg.Region),
 		// This page's own stream is about to connect: count it already.
-		Tabs:      presence.TabCounts(snap.Regions)[user] + 1,
+		Tabs:      tabs + 1,
 		EventsURL: roomBase(room) + "/events?" + url.Values{"colour": {colour}}.Encode(),
 	}
 	var buf bytes.Buffer
