@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,4 +83,89 @@ func metricValue(t testing.TB, base, name string) string {
 		}
 	}
 	return ""
+}
+
+// Large rooms keep working per room: beside a small room, a large one sends
+// a count and a sample while the small one lists everyone, churn in the
+// large one reaches its clients coalesced and the small one's not at all.
+// With both stores.
+func TestLargeAndSmallRoomsSideBySide(t *testing.T) {
+	args := []string{"-large-room", "3", "-coalesce", "200ms", "-streams-per-client", "5000", "-room-idle", "300ms"}
+	t.Run("memory", func(t *testing.T) { largeAndSmall(t, startApp(t, nil, args...)) })
+	t.Run("redis", func(t *testing.T) {
+		node := redisnode.MustStart(t, redisnode.Options{})
+		largeAndSmall(t, startApp(t, map[string]string{"REDIS_URL": node.URL(), "FLY_REGION": "ams"}, args...))
+	})
+}
+
+func largeAndSmall(t *testing.T, a *app) {
+	waitReadyz(t, a.URL, http.StatusOK, 10*time.Second)
+	big, small := "/rooms/shop/big", "/rooms/shop/small"
+	bigJS, bigHTML := openStream(t, a.URL, nil, big+"/events?format=json"), openStream(t, a.URL, nil, big+"/events")
+	for range 3 {
+		openStream(t, a.URL, nil, big+"/events?format=json").waitFor(t, "tabs", func(string) bool { return true })
+	}
+	smallJS := openStream(t, a.URL, nil, small+"/events?format=json")
+	openStream(t, a.URL, nil, small+"/events?format=json").waitFor(t, "tabs", func(string) bool { return true })
+
+	if r := waitJSON(t, bigJS, "regions", func(v regionsJSON) bool { return v.Regions[0].Count == 5 }); len(r.Regions[0].Users) != 0 {
+		t.Fatalf("the large room's JSON stream lists its users: %+v", r.Regions[0])
+	}
+	bigHTML.waitFor(t, "regions", func(html string) bool {
+		return strings.Contains(html, "5 users") && strings.Count(html, `class="avatar `) == 3 && strings.Contains(html, "and 2 more")
+	})
+	if r := waitJSON(t, smallJS, "regions", func(v regionsJSON) bool { return v.Regions[0].Count == 2 }); len(r.Regions[0].Users) != 2 {
+		t.Fatalf("the small room's JSON stream does not list its 2 users: %+v", r.Regions[0])
+	}
+	drain := func(s *stream) {
+		for len(s.events) > 0 {
+			<-s.events
+		}
+	}
+	drain(bigJS)
+	drain(smallJS)
+
+	// Churn in the large room only.
+	const churn = 2 * time.Second
+	stop := time.Now().Add(churn)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				s := openStream(t, a.URL, nil, big+"/events?format=json")
+				s.waitFor(t, "tabs", func(string) bool { return true })
+				s.close()
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(500 * time.Millisecond) // past the last held update
+	// Presence updates each client got, and the last one's count.
+	updates := func(s *stream) (n, last int) {
+		for len(s.events) > 0 {
+			if ev := <-s.events; string(ev.Event) == "regions" {
+				var r regionsJSON
+				if err := json.Unmarshal(ev.Data, &r); err != nil {
+					t.Fatal(err)
+				}
+				n, last = n+1, r.Regions[0].Count
+			}
+		}
+		return n, last
+	}
+	bigUpdates, bigLast := updates(bigJS)
+	smallUpdates, _ := updates(smallJS)
+	t.Logf("during %v of churn in the large room: %d presence updates there, %d in the small room", churn, bigUpdates, smallUpdates)
+	// 2 s at one update per 200 ms is 10, plus the settling; allow the edges.
+	if bigUpdates == 0 || bigUpdates > 14 || bigLast != 5 {
+		t.Errorf("%d presence updates in the large room in %v of churn with a 200ms interval, the last counting %d (want 5)", bigUpdates, churn, bigLast)
+	}
+	if smallUpdates != 0 {
+		t.Errorf("the small room got %d presence updates from churn in the large room", smallUpdates)
+	}
+	var st regionsJSON
+	getJSON(t, a.URL+"/api/rooms/shop/small", &st)
+	if len(st.Regions) != 1 || st.Regions[0].Count != 2 || len(st.Regions[0].Users) != 2 {
+		t.Errorf("/api/rooms/shop/small after churn next door: %+v", st.Regions)
+	}
 }
