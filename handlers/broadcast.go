@@ -237,6 +237,9 @@ func (b *Broadcaster) Detach(room string, user presence.UserID, sub *bus.Subscri
 	}
 	if rs.conns--; rs.conns == 0 {
 		delete(b.rooms, room)
+		if len(b.rooms) == 0 {
+			b.rooms = make(map[string]*roomState) // a map never shrinks: let the grown one go
+		}
 	}
 }
 

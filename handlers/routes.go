@@ -79,11 +79,11 @@ func New(cfg Config) *Server {
 		streams:    newStreamCounter(cfg.Limits.StreamsPerClient, cfg.Limits.MaxStreams),
 		hub:        hub.New(hub.Config{WriteTimeout: cfg.WriteTimeout}),
 	}
-	s.settle = newSettler(settleQuiet, settleLeast, func(opens int) {
+	s.settle = newSettler(settleQuiet, settleLeast, func(opens, closes int) {
 		start := time.Now()
 		debug.FreeOSMemory()
-		cfg.Log.Info("returned memory to the OS after a burst of stream opens",
-			"opens", opens, "ms", time.Since(start).Milliseconds())
+		cfg.Log.Info("returned memory to the OS after a burst of stream opens or closes",
+			"opens", opens, "closes", closes, "ms", time.Since(start).Milliseconds())
 	})
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true

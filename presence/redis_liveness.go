@@ -198,6 +198,9 @@ func (s *Redis) forgetIdle() {
 			idle = append(idle, room)
 		}
 	}
+	if len(s.rooms) == 0 {
+		s.rooms = make(map[string]*redisRoom) // a map never shrinks: let the grown one go
+	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
 	defer cancel()

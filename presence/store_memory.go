@@ -79,6 +79,9 @@ func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
 		delete(r.tabs, tabID)
 		if len(r.tabs) == 0 && len(r.lights) == 0 && len(r.feeds) == 0 {
 			delete(m.rooms, room) // nothing left to keep: an empty room costs nothing
+			if len(m.rooms) == 0 {
+				m.rooms = make(map[string]*memRoom) // a map never shrinks: let the grown one go
+			}
 		}
 	}
 	m.mu.Unlock()

@@ -420,6 +420,9 @@ func (s *Redis) dropMineIfEmptyLocked(room string) {
 	if len(s.mine[room]) == 0 && !s.stale[room] {
 		delete(s.mine, room)
 		delete(s.mySeq, room)
+		if len(s.mine) == 0 && len(s.mySeq) == 0 { // maps never shrink: let the grown ones go
+			s.mine, s.mySeq = make(map[string]map[string]Tab), make(map[string]uint64)
+		}
 	}
 }
 
