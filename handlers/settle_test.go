@@ -9,13 +9,17 @@ func TestSettlerReleasesOnceAfterABurst(t *testing.T) {
 	released := make(chan int, 10)
 	s := newSettler(50*time.Millisecond, 100, func(opens, closes int) { released <- opens + closes })
 	defer s.stop()
-	for range 150 {
+	// Everyone leaving is a burst too.
+	for range 100 {
 		s.opened()
+	}
+	for range 50 {
+		s.ended()
 	}
 	select {
 	case n := <-released:
 		if n != 150 {
-			t.Fatalf("released after %d opens, want 150", n)
+			t.Fatalf("released after %d opens and closes, want 150", n)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no release after the burst went quiet")
