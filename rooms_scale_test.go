@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -127,18 +126,7 @@ func largeAndSmall(t *testing.T, a *app) {
 
 	// Churn in the large room only.
 	const churn = 2 * time.Second
-	stop := time.Now().Add(churn)
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Go(func() {
-			for time.Now().Before(stop) {
-				s := openStream(t, a.URL, nil, big+"/events?format=json")
-				s.waitFor(t, "tabs", func(string) bool { return true })
-				s.close()
-			}
-		})
-	}
-	wg.Wait()
+	churnStreams(t, a.URL, big+"/events?format=json", 6, churn).Wait()
 	time.Sleep(500 * time.Millisecond) // past the last held update
 	// Presence updates each client got, and the last one's count.
 	updates := func(s *stream) (n, last int) {
