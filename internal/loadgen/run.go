@@ -70,7 +70,7 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 	fs.IntVar(&o.conns, "conns", 1000, "measured SSE streams to hold open")
 	fs.Float64Var(&o.eventsPerS, "events-per-s", 5, "hi posts per second, each timed at every stream")
 	fs.Float64Var(&o.flipsPerS, "flips-per-s", 0, "lightbulb flips per second, extra load (not timed)")
-	fs.Float64Var(&o.churnPerS, "churn-per-s", 0, "extra tabs opened per second, each closed after 0.5-2 s")
+	fs.Float64Var(&o.churnPerS, "churn-per-s", 0, "extra tabs opened per second, each closed after 0.5-2 s (with -rooms, in the room of a random stream)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send events and churn (at most 1h)")
 	fs.DurationVar(&o.grace, "grace", 2*time.Second, "how long after the last post an event may still arrive")
 	fs.DurationVar(&o.open, "open-timeout", openTimeout, "how long a stream may wait for its response header, and then for its snapshot")
