@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,10 +23,14 @@ import (
 // one message to every room through another region's instance, and prints
 // what each instance heard: only the announcements of the rooms it serves.
 // Then it counts the store's commands over 10 s idle, per node: they must
-// not grow with the rooms. A measurement, run by hand (see BENCHMARKS.md):
+// not grow with the rooms. A measurement of about a minute, run by hand
+// (see BENCHMARKS.md), not with every benchmark in CI:
 //
-//	go test -run '^$' -bench ClusterRooms -benchtime 1x -timeout 20m .
+//	go test -run '^$' -bench ClusterRooms -benchtime 1x -timeout 20m . -args -cluster-rooms
 func BenchmarkClusterRooms(b *testing.B) {
+	if !*clusterRoomsBench {
+		b.Skip("about a minute: run with -args -cluster-rooms")
+	}
 	for _, rooms := range []int{100, 10000} {
 		b.Run(fmt.Sprintf("rooms=%d", rooms), func(b *testing.B) {
 			for b.Loop() {
@@ -34,6 +39,8 @@ func BenchmarkClusterRooms(b *testing.B) {
 		})
 	}
 }
+
+var clusterRoomsBench = flag.Bool("cluster-rooms", false, "run BenchmarkClusterRooms (a 3-region cluster, about a minute)")
 
 func clusterRooms(b *testing.B, rooms int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
