@@ -117,17 +117,23 @@ func TestScan(t *testing.T) {
 }
 
 func TestPlanRooms(t *testing.T) {
-	o := options{conns: 19000, rooms: 5000, bigRoom: 2000, roomMax: 20}
-	plan, err := planRooms(o, mrand.New(mrand.NewPCG(1, 2)))
-	if err != nil || len(plan) != o.conns {
-		t.Fatalf("%d streams planned, %v", len(plan), err)
-	}
-	sizes := make([]int, o.rooms)
-	for _, r := range plan {
-		sizes[r]++
-	}
-	if sizes[0] != 2000 || slices.Min(sizes[1:]) < 1 || slices.Max(sizes[1:]) > 20 {
-		t.Errorf("room sizes: large %d, others %d..%d", sizes[0], slices.Min(sizes[1:]), slices.Max(sizes[1:]))
+	// A large room beside many small ones, and rooms filled near the cap.
+	for _, o := range []options{{conns: 19000, rooms: 5000, bigRoom: 2000, roomMax: 20}, {conns: 1150, rooms: 60, roomMax: 20}} {
+		plan, err := planRooms(o, mrand.New(mrand.NewPCG(1, 2)))
+		if err != nil || len(plan) != o.conns {
+			t.Fatalf("%+v: %d streams planned, %v", o, len(plan), err)
+		}
+		sizes := make([]int, o.rooms)
+		for _, r := range plan {
+			sizes[r]++
+		}
+		small := sizes
+		if o.bigRoom > 0 {
+			small = sizes[1:]
+		}
+		if sizes[0] != o.bigRoom && o.bigRoom > 0 || slices.Min(small) < 1 || slices.Max(small) > o.roomMax {
+			t.Errorf("%+v: room sizes: large %d, others %d..%d", o, sizes[0], slices.Min(small), slices.Max(small))
+		}
 	}
 	for _, bad := range []options{{conns: 100, rooms: 200, roomMax: 20}, {conns: 5000, rooms: 10, roomMax: 20}, {conns: 10, bigRoom: 5, roomMax: 20}} {
 		if _, err := planRooms(bad, nil); err == nil {
