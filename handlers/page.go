@@ -50,7 +50,7 @@ func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
 		return viewing{}, err
 	}
 	user := you.ID
-	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
+	snap, tabs, err := s.snapshot(c.Request().Context(), room, user)
 	if err != nil {
 		return viewing{}, err
 	}
@@ -67,7 +67,7 @@ func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
 		},
 		snap: snap,
 		// This page's own stream is about to connect: count it already.
-		tabs: presence.TabCounts(snap.Regions)[user] + 1,
+		tabs: tabs + 1,
 	}, nil
 }
 

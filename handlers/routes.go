@@ -90,11 +90,11 @@ func New(cfg Config) *Server {
 		hub:        hub.New(hub.Config{WriteTimeout: cfg.WriteTimeout}),
 		csp:        policy(len(cfg.IdentitySecret) > 0),
 	}
-	s.settle = newSettler(settleQuiet, settleLeast, func(opens int) {
+	s.settle = newSettler(settleQuiet, settleLeast, func(opens, closes int) {
 		start := time.Now()
 		debug.FreeOSMemory()
-		cfg.Log.Info("returned memory to the OS after a burst of stream opens",
-			"opens", opens, "ms", time.Since(start).Milliseconds())
+		cfg.Log.Info("returned memory to the OS after a burst of stream opens or closes",
+			"opens", opens, "closes", closes, "ms", time.Since(start).Milliseconds())
 	})
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
