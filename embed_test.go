@@ -13,22 +13,28 @@ import (
 // get sends a GET with headers and returns the response with its body read.
 func get(t *testing.T, url string, header map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	// A stream never ends: a second is enough for its head and snapshot.
+	return request(t, &http.Client{Timeout: time.Second}, http.MethodGet, url, nil, header)
+}
+
+// request sends a request with headers and returns the response with its
+// body read.
+func request(t *testing.T, client *http.Client, method, url string, body io.Reader, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	// A stream never ends: a second is enough for its head and snapshot.
-	client := &http.Client{Timeout: time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
 }
 
 // The embed contract over HTTP: who may frame /embed/…, who may read the

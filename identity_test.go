@@ -35,11 +35,13 @@ func identityTokens(t *testing.T, a *app) {
 	exp := time.Now().Add(time.Hour).Unix()
 	ada := tokens.For(map[string]any{"sub": "customer-42", "name": "Ada <b>Lovelace</b>",
 		"avatar": "https://cdn.shop.example/a/42.png", "exp": exp}, []byte(identitySecret))
-	q := "?format=json&token=" + url.QueryEscape(ada)
+	// The same customer signed in on another browser: a token of its own.
+	adaElsewhere := tokens.For(map[string]any{"sub": "customer-42", "name": "Ada <b>Lovelace</b>",
+		"avatar": "https://cdn.shop.example/a/42.png", "exp": exp + 60}, []byte(identitySecret))
 
 	// Two browsers (two cookie jars), one customer: one user with 2 tabs.
-	s1 := openStream(t, a.URL, newBrowserClient(t), "/rooms/"+room+"/events"+q)
-	s2 := openStream(t, a.URL, newBrowserClient(t), "/rooms/"+room+"/events"+q)
+	s1 := openStream(t, a.URL, newBrowserClient(t), "/rooms/"+room+"/events?format=json&token="+url.QueryEscape(ada))
+	s2 := openStream(t, a.URL, newBrowserClient(t), "/rooms/"+room+"/events?format=json&token="+url.QueryEscape(adaElsewhere))
 	for _, s := range []*stream{s1, s2} {
 		s.waitFor(t, "tabs", contains(`"tabs":2`))
 	}
@@ -57,9 +59,14 @@ func identityTokens(t *testing.T, a *app) {
 	}
 	s2.waitFor(t, "messages", contains(`"name":"Ada`))
 
-	// The page and the embed carry the token on to their stream, escape the
-	// name, and allow https avatars.
-	for _, path := range []string{"/rooms/" + room, "/embed/" + room} {
+	// The page and the embed carry the token on to their stream and forms,
+	// show the name escaped and the avatar, and allow https images.
+	for path, wants := range map[string][]string{
+		"/rooms/" + room: {`<strong id="you-id">Ada &lt;b&gt;Lovelace&lt;/b&gt;</strong>`, `title="Ada &lt;b&gt;Lovelace&lt;/b&gt;, 2 tabs"`,
+			`<span dir="auto">Ada &lt;b&gt;Lovelace&lt;/b&gt;</span>`, `<img src="https://cdn.shop.example/a/42.png"`,
+			`<input type="hidden" name="token" value="` + ada + `">`},
+		"/embed/" + room: {`title="Ada &lt;b&gt;Lovelace&lt;/b&gt;"><img src="https://cdn.shop.example/a/42.png"`},
+	} {
 		resp, err := http.Get(a.URL + path + "?token=" + url.QueryEscape(ada))
 		if err != nil {
 			t.Fatal(err)
@@ -69,6 +76,14 @@ func identityTokens(t *testing.T, a *app) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "token="+url.QueryEscape(ada)) ||
 			strings.Contains(string(page), "<b>Lovelace") || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "img-src 'self' https:;") {
 			t.Fatalf("GET %s with a token: %d, CSP %q\n%s", path, resp.StatusCode, resp.Header.Get("Content-Security-Policy"), page)
+		}
+		for _, want := range wants {
+			if !strings.Contains(string(page), want) {
+				t.Errorf("GET %s with a token lacks %s", path, want)
+			}
+		}
+		if n := strings.Count(string(page), `name="token"`); strings.HasPrefix(path, "/rooms/") && n != 2 {
+			t.Errorf("the page has %d token fields, want one in each form", n)
 		}
 	}
 

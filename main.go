@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&limits.StreamsPerClient, "streams-per-client", 20, "concurrent streams per client address")
 	fs.IntVar(&limits.MaxStreams, "max-streams", 19000, "concurrent streams on this instance")
 	fs.IntVar(&limits.ConnsPerClient, "conns-per-client", 64, "open connections per client address, streams aside (no cap with -trust-proxy)")
+	roomIdle := fs.Duration("room-idle", 30*time.Second, "forget a room (and unsubscribe from it) once no stream here has used it for this long (Redis/KeyDB)")
 	retention := fs.Duration("room-retention", 7*24*time.Hour, "delete a room from the store once nobody has used it for this long (Redis/KeyDB)")
 	trustProxy := fs.Bool("trust-proxy", getenv("TRUST_PROXY") == "true",
 		"believe Fly-Client-IP, X-Forwarded-For and X-Forwarded-Proto (only behind a proxy that sets them; env TRUST_PROXY=true)")
@@ -84,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	store, storeName, err := openStore(getenv, presence.RedisConfig{
-		Region: region, Retention: *retention, OnLatency: handlers.NewPropagationObserver(metrics), Log: log,
+		Region: region, RoomIdle: *roomIdle, Retention: *retention, OnLatency: handlers.NewPropagationObserver(metrics), Log: log,
 	})
 	if err != nil {
 		return err

@@ -61,7 +61,8 @@ func post(t testing.TB, c *http.Client, u string, form url.Values) (int, string)
 	return resp.StatusCode, string(b)
 }
 
-var pageID = regexp.MustCompile(`User #([0-9A-F]{8})`)
+// The viewer's own ID: the cards above it list other users.
+var pageID = regexp.MustCompile(`id="you-id">User #([0-9A-F]{8})`)
 
 // visit loads the page as a browser would and returns the user ID it shows.
 func visit(t testing.TB, a *app, c *http.Client) string {

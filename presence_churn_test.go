@@ -20,17 +20,7 @@ func TestPresenceChurnIsCoalesced(t *testing.T) {
 	watcher.waitFor(t, "tabs", func(string) bool { return true })
 
 	const churn = 2 * time.Second
-	stop := time.Now().Add(churn)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for time.Now().Before(stop) {
-				s := openStream(t, a.URL, nil, "/events?format=json")
-				s.waitFor(t, "tabs", func(string) bool { return true })
-				s.close()
-			}
-		})
-	}
+	wg := churnStreams(t, a.URL, "/events?format=json", 8, churn)
 	var updates int
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -54,6 +44,23 @@ func TestPresenceChurnIsCoalesced(t *testing.T) {
 	}
 	// And the churn settles to the truth: only the watcher is left.
 	waitJSON(t, watcher, "regions", func(r regionsJSON) bool { return r.Regions[0].Count == 1 })
+}
+
+// churnStreams opens streams to path and closes each once it is attached,
+// from workers goroutines, for d.
+func churnStreams(t *testing.T, base, path string, workers int, d time.Duration) *sync.WaitGroup {
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				s := openStream(t, base, nil, path)
+				s.waitFor(t, "tabs", func(string) bool { return true })
+				s.close()
+			}
+		})
+	}
+	return &wg
 }
 
 func TestEdgeRegionFromFlyHeader(t *testing.T) {

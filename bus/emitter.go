@@ -170,5 +170,8 @@ func (e *Emitter) unlinkLocked(s *Subscriber) {
 			delete(e.topics, t.name)
 		}
 	}
+	if len(e.topics) == 0 {
+		e.topics = make(map[string]*topic) // a map never shrinks: let the grown one go
+	}
 	s.refs = nil
 }

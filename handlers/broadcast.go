@@ -49,6 +49,30 @@ type BroadcastStats struct {
 	Changes, Flushes, Published uint64
 }
 
+// Rooms is how many rooms the broadcaster holds: those with streams here.
+func (b *Broadcaster) Rooms() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.rooms)
+}
+
+// Presence is a room's presence as last rendered, and user's tab count as
+// their streams are told it, if the room has streams here: what a request
+// about the room can be served without grouping every tab again. The
+// regions must not be modified.
+func (b *Broadcaster) Presence(room string, user presence.UserID) ([]presence.RegionView, int, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rs := b.rooms[room]
+	if rs == nil {
+		return nil, 0, false
+	}
+	if us := rs.users[user]; us != nil {
+		return rs.regions, rs.tabsOf(user, us), true
+	}
+	return rs.regions, rs.counts[user], true
+}
+
 // Stats returns the counters so far.
 func (b *Broadcaster) Stats() BroadcastStats {
 	return BroadcastStats{Changes: b.changes.Load(), Flushes: b.flushes.Load(), Published: b.published.Load()}
@@ -61,6 +85,9 @@ type roomState struct {
 	shown  []presence.Message // the messages in that render; nil before the first
 	counts map[presence.UserID]int
 	users  map[presence.UserID]*userState // users with connections here
+	// regions is the presence in that render, whole (cards are cut down
+	// only when rendered): what the room's page and JSON show.
+	regions []presence.RegionView
 }
 
 type userState struct {
@@ -215,6 +242,9 @@ func (b *Broadcaster) Detach(room string, user presence.UserID, sub *bus.Subscri
 	}
 	if rs.conns--; rs.conns == 0 {
 		delete(b.rooms, room)
+		if len(b.rooms) == 0 {
+			b.rooms = make(map[string]*roomState) // a map never shrinks: let the grown one go
+		}
 	}
 }
 
@@ -282,13 +312,13 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 		})
 	}
 	if parts&presence.PartLatency != 0 {
-		b.update(room, rs, evLatency, func() (framed, error) { return b.r.latency(snap.Latency) })
+		b.update(room, rs, evLatency, func() (framed, error) { return b.r.latency(snap.Latency, b.region) })
 	}
 	if parts&presence.PartPresence == 0 {
 		return
 	}
 	b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region, b.large) })
-	rs.counts = presence.TabCounts(snap.Regions)
+	rs.counts, rs.regions = presence.TabCounts(snap.Regions), snap.Regions
 	for user, us := range rs.users {
 		if n := rs.tabsOf(user, us); n != us.count {
 			b.publishTabsLocked(room, user, us, n)

@@ -3,8 +3,6 @@ package handlers
 import (
 	"bytes"
 	"cmp"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -136,8 +134,6 @@ func (s *Server) embed(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var nonce [16]byte
-	_, _ = rand.Read(nonce[:])
 	data := embedData{
 		You:       v.you,
 		State:     newStateView(v.snap, s.cfg.Region),
@@ -147,7 +143,7 @@ func (s *Server) embed(c echo.Context) error {
 		RoomURL:   cmp.Or(roomBase(room), "/"),
 		Feed:      feed == "1",
 		Theme:     theme,
-		Nonce:     base64.RawURLEncoding.EncodeToString(nonce[:]),
+		Nonce:     newNonce(),
 	}
 	var buf bytes.Buffer
 	if err := s.cfg.Templates.ExecuteTemplate(&buf, "embed", data); err != nil {
@@ -157,10 +153,8 @@ func (s *Server) embed(c echo.Context) error {
 	// Framing is the point here; who may frame is -embed-origins. The
 	// nonce admits the one inline rule that marks the viewer's avatar.
 	h.Del("X-Frame-Options")
-	h.Set("Content-Security-Policy", strings.NewReplacer(
-		"style-src 'self'", "style-src 'self' 'nonce-"+data.Nonce+"'",
-		"frame-ancestors 'none'", "frame-ancestors "+s.cfg.EmbedOrigins.frameAncestors(),
-	).Replace(s.csp))
+	h.Set("Content-Security-Policy", strings.Replace(withStyleNonce(s.csp, data.Nonce),
+		"frame-ancestors 'none'", "frame-ancestors "+s.cfg.EmbedOrigins.frameAncestors(), 1))
 	h.Set("Cache-Control", "no-store")
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }

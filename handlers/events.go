@@ -121,6 +121,7 @@ func (st *openStream) ended(why error) {
 	}
 	cancel()
 	s.streams.release(st.client)
+	s.settle.ended()
 	s.cfg.Log.Info("stream ended", "id", st.id, "ms", time.Since(st.start).Milliseconds(), "client", st.client, "why", why)
 }
 

@@ -42,13 +42,16 @@ func (s *Server) hi(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if isHTMX(c) {
+	switch {
+	case isHTMX(c):
 		// A fresh, empty form replaces the one that was sent.
 		var buf bytes.Buffer
 		if err := s.cfg.Templates.ExecuteTemplate(&buf, "hi-form", youView{Colour: colour, Base: roomBase(roomOf(c)), Token: you.Token}); err != nil {
 			return err
 		}
 		return c.HTMLBlob(http.StatusCreated, buf.Bytes())
+	case wantsPage(c):
+		return backToPage(c)
 	}
 	return c.JSON(http.StatusCreated, newMessageView(msg))
 }

@@ -30,10 +30,11 @@ func (s *Server) lightbulb(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if isHTMX(c) {
+	switch {
+	case isHTMX(c):
 		return c.NoContent(http.StatusNoContent)
+	case wantsPage(c):
+		return backToPage(c)
 	}
 	return c.JSON(http.StatusOK, newLightView(l))
 }
-
-func isHTMX(c echo.Context) bool { return c.Request().Header.Get("HX-Request") == "true" }

@@ -146,6 +146,9 @@ func (s *streamCounter) release(client string) {
 	s.open--
 	if s.byClient[client]--; s.byClient[client] <= 0 {
 		delete(s.byClient, client)
+		if len(s.byClient) == 0 {
+			s.byClient = make(map[string]int) // a map never shrinks: let the grown one go
+		}
 	}
 }
 

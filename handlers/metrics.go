@@ -15,6 +15,13 @@ import (
 type StoreStats interface {
 	Reconnects() uint64
 	Resyncs() uint64
+	Announcements() uint64
+}
+
+// StoreRooms is what a store may report of the rooms it keeps in this
+// process's memory (both stores do).
+type StoreRooms interface {
+	Rooms() int
 }
 
 // StoreEventStats is what a store may report of its faults and recoveries
@@ -61,6 +68,8 @@ func (s *Server) registerMetrics(reg prometheus.Registerer, em *bus.Emitter) ech
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gp_sse_connections", Help: "Open SSE streams."},
 			func() float64 { return float64(s.streams.Open()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gp_rooms", Help: "Rooms held in memory by the broadcaster: those with streams here."},
+			func() float64 { return float64(bc.Rooms()) }),
 		counter("gp_events_published_total", "Events published to the emitter (each rendered once).", func() uint64 { return stats().Published }),
 		counter("gp_events_delivered_total", "Events queued to subscribers.", func() uint64 { return stats().Delivered }),
 		counter("gp_events_coalesced_total", "Queued events replaced by a newer state of the same part.", func() uint64 { return stats().Coalesced }),
@@ -73,7 +82,13 @@ func (s *Server) registerMetrics(reg prometheus.Registerer, em *bus.Emitter) ech
 		reg.MustRegister(
 			counter("gp_store_reconnects_total", "Store subscriptions re-established.", st.Reconnects),
 			counter("gp_store_resyncs_total", "Full re-reads of the store.", st.Resyncs),
+			counter("gp_store_announcements_total", "Room announcements received: only those of rooms served here.", st.Announcements),
 		)
+	}
+	if st, ok := s.cfg.Store.(StoreRooms); ok {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gp_store_rooms",
+			Help: "Rooms the store keeps in this process's memory (the embedded store: those with viewers or content)."},
+			func() float64 { return float64(st.Rooms()) }))
 	}
 	if st, ok := s.cfg.Store.(StoreEventStats); ok {
 		reg.MustRegister(storeEvents{st, prometheus.NewDesc("gp_store_events_total",

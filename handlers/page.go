@@ -23,12 +23,15 @@ func (s *Server) page(c echo.Context) error {
 		State:     newStateView(v.snap, s.cfg.Region),
 		Tabs:      v.tabs,
 		EventsURL: v.eventsURL(HTML),
+		Large:     s.cfg.Broadcaster.large,
+		Nonce:     newNonce(),
 	}
 	var buf bytes.Buffer
 	if err := s.cfg.Templates.ExecuteTemplate(&buf, "page", data); err != nil {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
+	c.Response().Header().Set("Content-Security-Policy", withHTMXEval(withStyleNonce(s.csp, data.Nonce)))
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }
 
@@ -47,7 +50,7 @@ func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
 		return viewing{}, err
 	}
 	user := you.ID
-	snap, err := s.cfg.Store.Snapshot(c.Request().Context(), room, presence.AllParts)
+	snap, tabs, err := s.snapshot(c.Request().Context(), room, user)
 	if err != nil {
 		return viewing{}, err
 	}
@@ -64,7 +67,7 @@ func (s *Server) viewOf(c echo.Context, room string) (viewing, error) {
 		},
 		snap: snap,
 		// This page's own stream is about to connect: count it already.
-		tabs: presence.TabCounts(snap.Regions)[user] + 1,
+		tabs: tabs + 1,
 	}, nil
 }
 

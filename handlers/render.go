@@ -91,10 +91,9 @@ const avatarSample = 12
 // regions renders the region cards: in a room with more than large users in
 // a region, the page shows a sample of avatars and the JSON stream counts.
 func (r renderer) regions(rs []presence.RegionView, here string, large int) (framed, error) {
-	v := newRegionViews(rs, here)
-	return r.frameBadge(evRegions, sampleLarge(v, large, avatarSample), struct {
-		Regions []regionView `json:"regions"`
-	}{sampleLarge(v, large, -1)}, newBadgeView(rs))
+	v, total := newRegionViews(rs, here), len(presence.TabCounts(rs))
+	return r.frameBadge(evRegions, regionsView{Total: total, Regions: sampleLarge(v, large, avatarSample)},
+		regionsView{Total: total, Regions: sampleLarge(v, large, -1)}, newBadgeView(rs))
 }
 
 // messageRenders holds each message's fragment in both formats, by ID. A
@@ -154,9 +153,9 @@ func (r renderer) tabs(user presence.UserID, n int) (framed, error) {
 	}{n}, badgeTabs{ID: user.Short(), Tabs: n})
 }
 
-func (r renderer) latency(lat []presence.Latency) (framed, error) {
-	v := newLatencyViews(lat)
-	return r.frame(evLatency, v, struct {
+func (r renderer) latency(lat []presence.Latency, here string) (framed, error) {
+	v := newLatencyViews(lat, here)
+	return r.frame(evLatency, latencyLine{Here: place(here), Regions: v}, struct {
 		Latency []latencyView `json:"latency"`
 	}{v})
 }

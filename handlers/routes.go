@@ -3,6 +3,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"html/template"
@@ -92,11 +93,11 @@ func New(cfg Config) *Server {
 		hub:        hub.New(hub.Config{WriteTimeout: cfg.WriteTimeout}),
 		csp:        policy(len(cfg.IdentitySecret) > 0),
 	}
-	s.settle = newSettler(settleQuiet, settleLeast, func(opens int) {
+	s.settle = newSettler(settleQuiet, settleLeast, func(opens, closes int) {
 		start := time.Now()
 		debug.FreeOSMemory()
-		cfg.Log.Info("returned memory to the OS after a burst of stream opens",
-			"opens", opens, "ms", time.Since(start).Milliseconds())
+		cfg.Log.Info("returned memory to the OS after a burst of stream opens or closes",
+			"opens", opens, "closes", closes, "ms", time.Since(start).Milliseconds())
 	})
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
@@ -197,14 +198,33 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		// it (a client that never sends the rest would hold the answer).
 		c.Response().Header().Set("Connection", "close")
 	}
-	if c.Request().Method == http.MethodHead {
+	switch {
+	case c.Request().Method == http.MethodHead:
 		err = c.NoContent(he.Code)
-	} else {
+	case isHTMX(c):
+		// Into the live region beside the control that sent it; the form,
+		// and what was typed in it, stay as they are.
+		c.Response().Header().Set("HX-Retarget", "find .error")
+		c.Response().Header().Set("HX-Reswap", "innerHTML")
+		err = c.HTML(he.Code, template.HTMLEscapeString(msg))
+	case wantsPage(c):
+		err = s.errorPage(c, he.Code, msg)
+	default:
 		err = c.JSON(he.Code, map[string]string{"error": msg})
 	}
 	if err != nil {
 		s.cfg.Log.Warn("writing error response", "err", err)
 	}
+}
+
+// errorPage tells a browser without JavaScript what went wrong, with the
+// way back to the page.
+func (s *Server) errorPage(c echo.Context, code int, msg string) error {
+	var buf bytes.Buffer
+	if err := s.cfg.Templates.ExecuteTemplate(&buf, "error-page", struct{ Message, Back string }{msg, pageURL(roomOf(c))}); err != nil {
+		return err
+	}
+	return c.HTMLBlob(code, buf.Bytes())
 }
 
 // ready answers 200 when the store is connected and following changes

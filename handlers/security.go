@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"net"
 	"net/http"
 	"net/netip"
@@ -10,10 +12,30 @@ import (
 )
 
 // contentSecurityPolicy allows only this origin's scripts and styles: the
-// page has no inline script or style (htmx's own indicator styles are turned
-// off in the page's htmx-config).
+// pages have no inline script (htmx's own indicator styles are turned off
+// in their htmx-config).
 const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+
+// newNonce is a fresh CSP nonce, for a response's one inline <style>.
+func newNonce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// withStyleNonce admits the one <style> marked with nonce into policy.
+func withStyleNonce(policy, nonce string) string {
+	return strings.Replace(policy, "style-src 'self'", "style-src 'self' 'nonce-"+nonce+"'", 1)
+}
+
+// withHTMXEval lets htmx compile hx-on attributes with Function(), for the
+// page's few one-line handlers (its connection status and error lines).
+// html/template escapes everything a user sends, so none of it can become
+// an attribute; inline <script> stays refused.
+func withHTMXEval(policy string) string {
+	return strings.Replace(policy, "script-src 'self'", "script-src 'self' 'unsafe-eval'", 1)
+}
 
 // policy is the CSP of this server: with host sites' identities, their
 // users' avatars are https images from anywhere.

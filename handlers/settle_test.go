@@ -7,22 +7,26 @@ import (
 
 func TestSettlerReleasesOnceAfterABurst(t *testing.T) {
 	released := make(chan int, 10)
-	s := newSettler(50*time.Millisecond, 100, func(n int) { released <- n })
+	s := newSettler(50*time.Millisecond, 100, func(opens, closes int) { released <- opens + closes })
 	defer s.stop()
-	for range 150 {
+	// Everyone leaving is a burst too.
+	for range 100 {
 		s.opened()
+	}
+	for range 50 {
+		s.ended()
 	}
 	select {
 	case n := <-released:
 		if n != 150 {
-			t.Fatalf("released after %d opens, want 150", n)
+			t.Fatalf("released after %d opens and closes, want 150", n)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no release after the burst went quiet")
 	}
-	// A trickle of opens afterwards is not a burst.
+	// A trickle afterwards is not a burst; closes count as opens do.
 	for range 10 {
-		s.opened()
+		s.ended()
 	}
 	select {
 	case n := <-released:
@@ -33,7 +37,7 @@ func TestSettlerReleasesOnceAfterABurst(t *testing.T) {
 
 func TestSettlerWaitsForTheBurstToEnd(t *testing.T) {
 	released := make(chan int, 10)
-	s := newSettler(time.Second, 1, func(n int) { released <- n })
+	s := newSettler(time.Second, 1, func(opens, closes int) { released <- opens + closes })
 	defer s.stop()
 	// Opens closer together than the quiet period keep pushing it back.
 	for range 6 {
@@ -52,7 +56,7 @@ func TestSettlerWaitsForTheBurstToEnd(t *testing.T) {
 
 func TestSettlerStopCancels(t *testing.T) {
 	released := make(chan int, 1)
-	s := newSettler(20*time.Millisecond, 1, func(n int) { released <- n })
+	s := newSettler(20*time.Millisecond, 1, func(opens, closes int) { released <- opens + closes })
 	s.opened()
 	s.stop()
 	s.opened()

@@ -102,6 +102,7 @@ func TestSnapshotStartsWithStatus(t *testing.T) {
 	ctx := context.Background()
 
 	subs := map[Format]*bus.Subscriber{}
+	var homeJSON *bus.Subscriber
 	for _, room := range []string{"home", "other"} {
 		for f := range numFormats {
 			sub, snap, err := b.Attach(ctx, room, "ABCDEF01", f)
@@ -111,6 +112,8 @@ func TestSnapshotStartsWithStatus(t *testing.T) {
 			defer b.Detach(room, "ABCDEF01", sub)
 			if room == "other" {
 				subs[f] = sub
+			} else if f == JSON {
+				homeJSON = sub
 			}
 			switch {
 			case len(snap) == 0:
@@ -130,6 +133,10 @@ func TestSnapshotStartsWithStatus(t *testing.T) {
 	}
 	if got := nextStatus(subs[HTML]); !bytes.Contains(got, []byte("Reconnecting")) || !bytes.Contains(got, []byte(`class="stale"`)) {
 		t.Fatalf("after the store is lost, HTML status %q, want the notice", got)
+	}
+	// Rooms are re-rendered one after the other: wait for home's too.
+	if got := nextStatus(homeJSON); !bytes.Equal(got, lostJSON) {
+		t.Fatalf("after the store is lost, home's JSON status %q, want %q", got, lostJSON)
 	}
 	_, snap, err := b.Attach(ctx, "home", "ABCDEF02", JSON)
 	if err != nil {

@@ -84,6 +84,17 @@ func newRegionViews(regions []presence.RegionView, here string) []regionView {
 	return views
 }
 
+// MoreButYou is More less the viewer, for a page whose viewer is not in the
+// sample: they are one of the More, and shown in a slot of their own.
+func (v regionView) MoreButYou() int { return v.More - 1 }
+
+// regionsView is who is here: a card per region, and how many people in
+// all (a user with tabs in two regions is one person).
+type regionsView struct {
+	Total   int          `json:"total"`
+	Regions []regionView `json:"regions"`
+}
+
 // sampleLarge cuts every card with more than large users down to a sample
 // of at most sample and large users (the first by ID, so the sample is
 // stable between renders) and a count:
@@ -116,12 +127,23 @@ func (l latencyView) Ping() string {
 	return fmt.Sprintf("%.0f ms", l.P50Ms)
 }
 
-func newLatencyViews(lat []presence.Latency) []latencyView {
-	views := make([]latencyView, len(lat))
-	for i, l := range lat {
-		views[i] = latencyView{Latency: l, City: presence.City(l.Region)}
+// newLatencyViews leaves out the region here: its own figure is the round
+// trip through its own store, not a delay from elsewhere, and read as
+// "from Sydney" on the Sydney page it looks like a fault.
+func newLatencyViews(lat []presence.Latency, here string) []latencyView {
+	views := make([]latencyView, 0, len(lat))
+	for _, l := range lat {
+		if l.Region != here {
+			views = append(views, latencyView{Latency: l, City: presence.City(l.Region)})
+		}
 	}
 	return views
+}
+
+// latencyLine is the page's latency part: the delays, and where to.
+type latencyLine struct {
+	Here    placeView
+	Regions []latencyView
 }
 
 type messageView struct {
@@ -173,6 +195,7 @@ func newStatusView(s presence.Status) statusView {
 type stateView struct {
 	Room      string        `json:"room"`
 	AppRegion placeView     `json:"app_region"`
+	Total     int           `json:"total"` // people here now, in all regions
 	Regions   []regionView  `json:"regions"`
 	Lightbulb lightView     `json:"lightbulb"`
 	Messages  []messageView `json:"messages"`
@@ -186,10 +209,11 @@ func newStateView(s presence.Snapshot, here string) stateView {
 	return stateView{
 		Room:      s.Room,
 		AppRegion: place(here),
+		Total:     len(presence.TabCounts(s.Regions)),
 		Regions:   newRegionViews(s.Regions, here),
 		Lightbulb: newLightView(s.Light),
 		Messages:  newMessageViews(s.Messages),
-		Latency:   newLatencyViews(s.Latency),
+		Latency:   newLatencyViews(s.Latency, here),
 		Status:    newStatusView(s.Status),
 	}
 }
@@ -206,6 +230,9 @@ type youView struct {
 	Name, Avatar, Token string
 }
 
+// Label names the viewer as others see them.
+func (y youView) Label() string { return label(y.Name, y.ID) }
+
 // Initials is what the viewer's avatar shows.
 func (y youView) Initials() string { return y.ID[:2] }
 
@@ -214,6 +241,20 @@ type pageData struct {
 	State     stateView
 	Tabs      int
 	EventsURL string
+	Large     int // above this many users a card shows a sample, as on the stream
+	// Nonce lets the page's own <style> (which marks this viewer's avatar
+	// in the shared region cards) through the CSP.
+	Nonce string
+}
+
+// LatencyLine is the page's latency part, as the stream sends it.
+func (d pageData) LatencyLine() latencyLine {
+	return latencyLine{Here: d.State.AppRegion, Regions: d.State.Latency}
+}
+
+// Presence is the page's regions part, as the stream sends it.
+func (d pageData) Presence() regionsView {
+	return regionsView{Total: d.State.Total, Regions: sampleLarge(d.State.Regions, d.Large, avatarSample)}
 }
 
 // badgeSample is how many avatars the embeds' badge shows.

@@ -126,5 +126,11 @@ func (c *Coalescer) due(work []flushWork, now time.Time) ([]flushWork, time.Dura
 			delete(c.last, room)
 		}
 	}
+	switch {
+	case len(c.pending) == 0 && len(c.last) == 0: // maps never shrink: let the grown ones go
+		c.pending, c.last = make(map[string]Part), make(map[string]*[2]time.Time)
+	case next == 0:
+		next = c.throttles[1].every // come back to forget rooms gone quiet
+	}
 	return work, next
 }

@@ -24,16 +24,26 @@ const maxLatency = 10 * time.Second
 // latencyWindow is how many recent samples per region are kept.
 const latencyWindow = 64
 
+// A region's figure is reported once it rests on latencyMinSamples (the
+// first ones carry connection set-up and are noisy) and while its latest
+// sample is at most latencyFresh old: a region with no instance left sends
+// nothing, and its last figure says nothing about now.
+const (
+	latencyMinSamples = 5
+	latencyFresh      = 5 * time.Minute
+)
+
 // latencies records propagation delays per origin region.
 type latencies struct {
 	hook    func(region string, d time.Duration) // also told of each sample, if set
 	mu      sync.Mutex
 	samples map[string][]time.Duration // ring of the latest latencyWindow
 	next    map[string]int
+	last    map[string]time.Time // when the latest sample came
 }
 
 func newLatencies(hook func(string, time.Duration)) *latencies {
-	return &latencies{hook: hook, samples: make(map[string][]time.Duration), next: make(map[string]int)}
+	return &latencies{hook: hook, samples: make(map[string][]time.Duration), next: make(map[string]int), last: make(map[string]time.Time)}
 }
 
 // observe records a change made in region at origin (unix nanoseconds).
@@ -51,6 +61,7 @@ func (l *latencies) observe(region string, origin int64, now time.Time) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.last[region] = now
 	s := l.samples[region]
 	if len(s) < latencyWindow {
 		l.samples[region] = append(s, d)
@@ -60,12 +71,16 @@ func (l *latencies) observe(region string, origin int64, now time.Time) {
 	l.next[region] = (l.next[region] + 1) % latencyWindow
 }
 
-// report summarises every region, sorted by region.
-func (l *latencies) report() []Latency {
+// report summarises every region with enough recent samples at now,
+// sorted by region.
+func (l *latencies) report(now time.Time) []Latency {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]Latency, 0, len(l.samples))
 	for region, s := range l.samples {
+		if len(s) < latencyMinSamples || now.Sub(l.last[region]) > latencyFresh {
+			continue
+		}
 		sorted := slices.Clone(s)
 		slices.Sort(sorted)
 		out = append(out, Latency{

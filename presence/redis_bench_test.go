@@ -48,16 +48,9 @@ func BenchmarkRedisIdleCommands(b *testing.B) {
 // totalCalls is how many commands node has run.
 func totalCalls(tb testing.TB, node *redisnode.Node) int {
 	tb.Helper()
-	info, err := node.Do("INFO", "commandstats")
+	n, err := node.Commands()
 	if err != nil {
 		tb.Fatal(err)
-	}
-	n := 0
-	for _, f := range infoFields(info) {
-		var c int
-		if _, err := fmt.Sscanf(f, "calls=%d", &c); err == nil {
-			n += c
-		}
 	}
 	return n
 }

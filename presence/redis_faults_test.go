@@ -206,7 +206,7 @@ func TestRedisCausalOrderWithSkewedClocks(t *testing.T) {
 	for _, s := range []*Redis{ahead, behind} {
 		waitSnapshot(t, s, "b", func(s Snapshot) bool { return len(s.Messages) == 2 && s.Messages[0].Text == "reply" })
 		// The skew is not shown as propagation delay.
-		for _, l := range s.lat.report() {
+		for _, l := range s.lat.report(s.now()) {
 			if l.MaxMs > maxLatency.Seconds()*1000 {
 				t.Fatalf("latency from %s reads %v ms", l.Region, l.MaxMs)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,10 @@ const (
 	// sweepEvery is how often idle rooms are forgotten and unused ones
 	// retired: a constant cost, whatever the number of rooms.
 	sweepEvery = 10 * time.Second
+	// rereadBatch is the most rooms the periodic safety net re-reads a
+	// poll (4 a second): every kept room within the period (30 s) up to
+	// 120 rooms, longer beyond, at the same idle cost.
+	rereadBatch = 2
 )
 
 // trustAbsence tells whether an instance missing from the store (expired,
@@ -140,24 +145,33 @@ func (s *Redis) watchHealth() {
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	lastResync, lastSweep := time.Now(), time.Now()
+	var round []string // rooms the safety net has yet to re-read this round
+	batch := 1
 	for {
 		s.pollHealth()
 		s.mu.Lock()
 		h := &s.health
 		start := h.resyncDue && !h.recovering && h.subscribed && h.read.ok && h.write.ok
-		periodic := !h.resyncDue && time.Since(lastResync) > s.cfg.Resync
-		if start {
-			h.recovering = true
+		periodic := !h.resyncDue && !start
+		if periodic && len(round) == 0 && time.Since(lastResync) > s.cfg.Resync {
+			round = slices.Collect(maps.Keys(s.rooms))
+			// Spread over the period, but never more than rereadBatch
+			// rooms a poll: idle store traffic must not grow with rooms.
+			batch = min(max((len(round)*int(pollEvery)+int(s.cfg.Resync)-1)/int(s.cfg.Resync), 1), rereadBatch)
+			lastResync = time.Now()
 		}
-		if start || periodic {
+		if start {
+			h.recovering, round = true, nil // a full re-read
 			lastResync = time.Now()
 		}
 		s.mu.Unlock()
 		switch {
 		case start:
 			s.enqueue(s.recover)
-		case periodic: // a safety net for hints lost unnoticed; stays ready
-			s.enqueue(func() { _ = s.resyncAll() })
+		case periodic && len(round) > 0: // a safety net for hints lost unnoticed; stays ready
+			next := round[:min(batch, len(round))]
+			round = round[len(next):]
+			s.enqueue(func() { _ = s.resync(next) })
 		}
 		if time.Since(lastSweep) > min(sweepEvery, s.cfg.RoomIdle/2, s.cfg.Retention/2) {
 			lastSweep = time.Now()

@@ -185,6 +185,7 @@ func (s *Redis) rewriteTabsLocked(ctx context.Context, room string) error {
 	}
 	s.mu.Lock()
 	delete(s.stale, room)
+	s.dropMineIfEmptyLocked(room)
 	s.mu.Unlock()
 	s.log.Info("rewrote this instance's presence in the store", "room", room, "tabs", len(tabs))
 	return nil
@@ -207,6 +208,9 @@ func (s *Redis) forgetIdle() {
 			delete(s.rooms, room)
 			idle = append(idle, room)
 		}
+	}
+	if len(s.rooms) == 0 {
+		s.rooms = make(map[string]*redisRoom) // a map never shrinks: let the grown one go
 	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)

@@ -182,6 +182,7 @@ func (s *Redis) handle(m rueidis.PubSubMessage) {
 		}
 		return
 	}
+	s.announced.Add(1)
 	w, err := decodeWire(m.Channel, m.Message)
 	if err != nil {
 		s.log.Warn("ignoring a malformed store event", "channel", m.Channel, "message", m.Message, "err", err)

@@ -228,6 +228,29 @@ func (s *Redis) resyncAll() error {
 	s.mu.Lock()
 	rooms := slices.Collect(maps.Keys(s.rooms))
 	s.mu.Unlock()
+	err := s.rereadRooms(rooms)
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	if merr := s.loadMembers(ctx); merr != nil && err == nil {
+		err = fmt.Errorf("memberships: %w", merr)
+		s.noteError(merr)
+	}
+	cancel()
+	s.notify(Change{Parts: AllParts})
+	return err
+}
+
+// resync re-reads some tracked rooms, as resyncAll does, and tells their
+// watchers.
+func (s *Redis) resync(rooms []string) error {
+	err := s.rereadRooms(rooms)
+	for _, room := range rooms {
+		s.notify(Change{Room: room, Parts: AllParts})
+	}
+	return err
+}
+
+// rereadRooms re-reads rooms that are still tracked (see resyncAll).
+func (s *Redis) rereadRooms(rooms []string) error {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	var failed error
@@ -260,11 +283,6 @@ func (s *Redis) resyncAll() error {
 		}
 		s.resyncs.Add(1)
 	}
-	if err := s.loadMembers(ctx); err != nil {
-		failed = fmt.Errorf("memberships: %w", err)
-		s.noteError(err)
-	}
-	s.notify(Change{Parts: AllParts})
 	return failed
 }
 

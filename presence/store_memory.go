@@ -88,6 +88,12 @@ func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
 			delete(r.tabs, tabID)
 			m.count(room, t, false)
 		}
+		if len(r.tabs) == 0 && len(r.lights) == 0 && len(r.feeds) == 0 {
+			delete(m.rooms, room) // nothing left to keep: an empty room costs nothing
+			if len(m.rooms) == 0 {
+				m.rooms = make(map[string]*memRoom) // a map never shrinks: let the grown one go
+			}
+		}
 	}
 	m.mu.Unlock()
 	if ok {
@@ -125,6 +131,14 @@ func (m *Memory) Snapshot(_ context.Context, room string, parts Part) (Snapshot,
 		snap.Regions = GroupTabs(tabs)
 	}
 	return snap, nil
+}
+
+// Rooms is how many rooms are kept: those with tabs, a lightbulb record or
+// messages.
+func (m *Memory) Rooms() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.rooms)
 }
 
 // Ready implements Store: memory is always ready.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	neturl "net/url"
 	"strconv"
 	"strings"
@@ -27,7 +28,7 @@ type RedisConfig struct {
 	Instance  string        // this instance's name (FLY_ALLOC_ID); a per-process suffix is added
 	TTL       time.Duration // how long an instance outlives its last heartbeat (6 s)
 	Resync    time.Duration // full re-read period, a safety net for lost hints (30 s)
-	RoomIdle  time.Duration // a room no local stream asked for this long is forgotten here (1 min)
+	RoomIdle  time.Duration // a room no local stream asked for this long is forgotten here (30 s)
 	Retention time.Duration // a room nobody used this long is deleted from the store (7 days)
 	// MaxSkew bounds how far ahead of this machine's clock a remote
 	// timestamp may pull the hybrid logical clock (6 h).
@@ -70,6 +71,7 @@ type Redis struct {
 	overflow   atomic.Bool
 	resyncs    atomic.Uint64
 	subscribes atomic.Uint64
+	announced  atomic.Uint64 // room announcements received
 	ctx        context.Context
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -98,7 +100,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		cfg.TTL = 6 * time.Second
 	}
 	if cfg.RoomIdle <= 0 {
-		cfg.RoomIdle = time.Minute
+		cfg.RoomIdle = 30 * time.Second
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 7 * 24 * time.Hour
@@ -192,6 +194,10 @@ func newRedisClient(url string) (rueidis.Client, error) {
 
 // Resyncs counts full re-reads of the tracked rooms so far.
 func (s *Redis) Resyncs() uint64 { return s.resyncs.Load() }
+
+// Announcements counts the room announcements received so far: with a
+// subscription per served room, only those of rooms served here.
+func (s *Redis) Announcements() uint64 { return s.announced.Load() }
 
 // Reconnects counts subscriptions re-established after the first.
 func (s *Redis) Reconnects() uint64 { return max(s.subscribes.Load(), 1) - 1 }
@@ -415,7 +421,42 @@ func (s *Redis) roomLock(room string) *sync.Mutex {
 func (s *Redis) noteSeq(room string, seq uint64) {
 	s.mu.Lock()
 	s.mySeq[room] = max(s.mySeq[room], seq)
+	s.dropMineIfEmptyLocked(room)
 	s.mu.Unlock()
+}
+
+// dropMineIfEmptyLocked forgets this instance's record of a room once its
+// last tab has left and the store has it so: a room with no viewers here
+// costs nothing. The sequence is kept in the tabs hash (its _seq field), so
+// a later join continues it. s.mu must be held.
+func (s *Redis) dropMineIfEmptyLocked(room string) {
+	if len(s.mine[room]) == 0 && !s.stale[room] {
+		delete(s.mine, room)
+		delete(s.mySeq, room)
+		if len(s.mine) == 0 && len(s.mySeq) == 0 { // maps never shrink: let the grown ones go
+			s.mine, s.mySeq = make(map[string]map[string]Tab), make(map[string]uint64)
+		}
+	}
+}
+
+// Rooms is how many rooms this instance keeps anything of in memory: those
+// its streams use (and it is subscribed to), until RoomIdle after their
+// last use, and those it has tabs in.
+func (s *Redis) Rooms() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := make(map[string]bool, len(s.rooms))
+	maps.Copy(held, s.stale)
+	for room := range s.rooms {
+		held[room] = true
+	}
+	for room := range s.mine {
+		held[room] = true
+	}
+	for room := range s.mySeq {
+		held[room] = true
+	}
+	return len(held)
 }
 
 // Snapshot implements Store. A room is read from the store the first time
@@ -459,7 +500,7 @@ func (s *Redis) Snapshot(ctx context.Context, room string, parts Part) (Snapshot
 	if parts&PartPresence != 0 {
 		snap.Regions = GroupTabs(tabs) // outside the lock: large rooms take a while
 	}
-	snap.Latency = s.lat.report()
+	snap.Latency = s.lat.report(s.now())
 	if err := s.judge(time.Now()); err != nil {
 		// Public: the details (addresses included) are for /readyz and
 		// the logs.

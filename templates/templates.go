@@ -10,9 +10,11 @@ import (
 //go:embed *.html
 var files embed.FS
 
-// Parse returns the page template and its named fragments: "page", and the
-// swappable parts "status", "light", "regions", "messages", "latency",
-// "tabs", plus "hi-form".
+// Parse returns the page template and its named parts, each usable on its
+// own (an embed can reuse them): "page" and "error-page"; the parts the
+// stream swaps, "status", "light", "regions", "messages", "latency",
+// "tabs"; and "head", "you-style", "conn", "you", "region", "message",
+// "hi-form", "about".
 func Parse() (*template.Template, error) {
 	return template.ParseFS(files, "*.html")
 }

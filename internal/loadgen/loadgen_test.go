@@ -3,6 +3,7 @@ package loadgen
 import (
 	"io"
 	"math"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -97,10 +98,47 @@ func TestScan(t *testing.T) {
 	w := newWorker(workerConfig{Run: "abcd", MaxEvents: 10, Targets: []Target{{}}})
 	var seen window
 	line := []byte(`data: {"messages":[{"text":"lg:abcd:2:1000000"},{"text":"lg:zzzz:1:5"},{"text":"lg:abcd:1:1000000"},{"text":"lg:abcd:99:1"}]}`)
-	w.scan(line, &seen, 3000000)
-	w.scan(line, &seen, 9000000)
+	w.scan(line, &seen, 3000000, 0)
+	w.scan(line, &seen, 9000000, 0)
 	if w.got[1].Load() != 1 || w.got[2].Load() != 1 || w.hist.max.Load() != 2000 {
 		t.Errorf("got[1]=%d got[2]=%d max=%d µs", w.got[1].Load(), w.got[2].Load(), w.hist.max.Load())
+	}
+	// With rooms: a stream of room 2 counts its room's posts and, once
+	// each, another room's as leaked; a lagging stream's event with several
+	// new texts, far apart and newest first, counts them all.
+	seen = window{}
+	far := []byte(`data: {"messages":[{"text":"lg:abcd:150:1000000@2"},{"text":"lg:abcd:7:1000000@5"},{"text":"lg:abcd:3:1000000@2"}]}`)
+	w = newWorker(workerConfig{Run: "abcd", MaxEvents: 200, NumRooms: 6, Targets: []Target{{}}})
+	w.scan(far, &seen, 2000000, 2)
+	w.scan(far, &seen, 2000000, 2)
+	if w.got[150].Load() != 1 || w.got[3].Load() != 1 || w.got[7].Load() != 0 || w.leaked.Load() != 1 {
+		t.Errorf("got[150]=%d got[3]=%d got[7]=%d leaked=%d", w.got[150].Load(), w.got[3].Load(), w.got[7].Load(), w.leaked.Load())
+	}
+}
+
+func TestPlanRooms(t *testing.T) {
+	// A large room beside many small ones, and rooms filled near the cap.
+	for _, o := range []options{{conns: 19000, rooms: 5000, bigRoom: 2000, roomMax: 20}, {conns: 1150, rooms: 60, roomMax: 20}} {
+		plan, err := planRooms(o, mrand.New(mrand.NewPCG(1, 2)))
+		if err != nil || len(plan) != o.conns {
+			t.Fatalf("%+v: %d streams planned, %v", o, len(plan), err)
+		}
+		sizes := make([]int, o.rooms)
+		for _, r := range plan {
+			sizes[r]++
+		}
+		small := sizes
+		if o.bigRoom > 0 {
+			small = sizes[1:]
+		}
+		if sizes[0] != o.bigRoom && o.bigRoom > 0 || slices.Min(small) < 1 || slices.Max(small) > o.roomMax {
+			t.Errorf("%+v: room sizes: large %d, others %d..%d", o, sizes[0], slices.Min(small), slices.Max(small))
+		}
+	}
+	for _, bad := range []options{{conns: 100, rooms: 200, roomMax: 20}, {conns: 5000, rooms: 10, roomMax: 20}, {conns: 10, bigRoom: 5, roomMax: 20}} {
+		if _, err := planRooms(bad, nil); err == nil {
+			t.Errorf("planRooms accepted %+v", bad)
+		}
 	}
 }
 

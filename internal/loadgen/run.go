@@ -39,6 +39,7 @@ type options struct {
 	postBase   string // where posts go: -post-url, else the first -url
 	conns      int
 	eventsPerS float64
+	floorRate  float64 // -floor-events-per-s; <0: as -events-per-s
 	flipsPerS  float64
 	churnPerS  float64
 	duration   time.Duration
@@ -50,6 +51,10 @@ type options struct {
 	workers    string
 	floor      bool
 	stuck      int
+	rooms      int           // 0: every stream in the default room (/events)
+	bigRoom    int           // viewers of room 0, with -rooms
+	roomMax    int           // most viewers of every other room
+	settle     time.Duration // after closing, how long to wait for the server to forget its rooms
 }
 
 type listFlag []string
@@ -65,7 +70,7 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 	fs.IntVar(&o.conns, "conns", 1000, "measured SSE streams to hold open")
 	fs.Float64Var(&o.eventsPerS, "events-per-s", 5, "hi posts per second, each timed at every stream")
 	fs.Float64Var(&o.flipsPerS, "flips-per-s", 0, "lightbulb flips per second, extra load (not timed)")
-	fs.Float64Var(&o.churnPerS, "churn-per-s", 0, "extra tabs opened per second, each closed after 0.5-2 s")
+	fs.Float64Var(&o.churnPerS, "churn-per-s", 0, "extra tabs opened per second, each closed after 0.5-2 s (with -rooms, in the room of a random stream)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send events and churn (at most 1h)")
 	fs.DurationVar(&o.grace, "grace", 2*time.Second, "how long after the last post an event may still arrive")
 	fs.DurationVar(&o.open, "open-timeout", openTimeout, "how long a stream may wait for its response header, and then for its snapshot")
@@ -76,6 +81,11 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 	fs.StringVar(&o.postURL, "post-url", "", "app `URL` to post to (default: the first -url), e.g. another region's instance to time the cross-region path (loopback only)")
 	fs.StringVar(&o.workers, "workers", "process", "`mode`: process (re-exec itself per worker) or inproc (one process, for tests)")
 	fs.BoolVar(&o.floor, "floor", false, "first run the same workload against the floor server, in a child process")
+	fs.Float64Var(&o.floorRate, "floor-events-per-s", -1, "with -floor: posts per second to the floor (default: -events-per-s); with -rooms each post reaches only its room, while on the floor it reaches every stream")
+	fs.IntVar(&o.rooms, "rooms", 0, "spread the streams over this many rooms (/rooms/lg/rN); 0: all in the default room")
+	fs.IntVar(&o.bigRoom, "big-room", 0, "with -rooms: viewers of one large room; every other room gets 1 to -room-max")
+	fs.IntVar(&o.roomMax, "room-max", 20, "with -rooms: most viewers of a room other than the large one")
+	fs.DurationVar(&o.settle, "settle", 0, "after closing every stream, wait up to this long for the app's gp_rooms to reach 0 and (with -pid) its RSS to come within 10% of idle")
 	if err := fs.Parse(args); err != nil {
 		return o, nil, err
 	}
@@ -97,7 +107,7 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 		return o, nil, errors.New("-grace must be 0..1m")
 	case o.open <= 0 || o.open > 2*time.Minute:
 		return o, nil, errors.New("-open-timeout must be more than 0 and at most 2m")
-	case o.eventsPerS < 0 || o.eventsPerS > 10000, o.flipsPerS < 0 || o.flipsPerS > 10000:
+	case o.eventsPerS < 0 || o.eventsPerS > 10000, o.flipsPerS < 0 || o.flipsPerS > 10000, o.floorRate > 10000:
 		return o, nil, errors.New("-events-per-s and -flips-per-s must be 0..10000")
 	case o.churnPerS < 0 || o.churnPerS > 5000:
 		return o, nil, errors.New("-churn-per-s must be 0..5000")
@@ -113,6 +123,11 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 		return o, nil, errors.New("-pid must be positive")
 	case o.stuck < 0 || o.stuck > 1000:
 		return o, nil, errors.New("-stuck must be 0..1000")
+	case o.settle < 0 || o.settle > 10*time.Minute:
+		return o, nil, errors.New("-settle must be 0..10m")
+	}
+	if _, err := planRooms(o, nil); err != nil {
+		return o, nil, err
 	}
 	if len(targets) > 0 {
 		o.postBase = targets[0].Base
@@ -189,6 +204,11 @@ func runFloor(ctx context.Context, o options, stderr io.Writer) (outcome, error)
 		return outcome{}, err
 	}
 	o.postBase = targets[0].Base // the floor takes its own posts
+	// The floor has one topic: the same streams and posts, all in it.
+	o.rooms, o.bigRoom, o.settle = 0, 0, 0
+	if o.floorRate >= 0 {
+		o.eventsPerS = o.floorRate
+	}
 	return phase(ctx, o, "floor", targets, pid, stderr)
 }
 
@@ -201,6 +221,9 @@ type outcome struct {
 	presence                            float64
 	dropped, failed                     int64
 	postErrors, flips, churned, churnKO int64
+	leaked, rooms, roomsLossy           int64
+	idleRSS, rssAfter, roomsAfter       int64 // KiB, KiB, rooms; -1: not measured
+	settleS                             float64
 }
 
 func (r outcome) line(prefix string, fl *outcome) string {
@@ -221,7 +244,8 @@ func (r outcome) line(prefix string, fl *outcome) string {
 		s += fmt.Sprintf(" p50_x_floor=%s p99_x_floor=%s deliveries_x_floor=%s",
 			ratio(r.p50, fl.p50), ratio(r.p99, fl.p99), ratio(r.deliveriesPerS, fl.deliveriesPerS))
 	}
-	return s
+	return s + fmt.Sprintf(" leaked=%d rooms=%d rooms_lossy=%d idle_rss_kib=%d rss_after_kib=%d rooms_after=%d settle_s=%.1f",
+		r.leaked, r.rooms, r.roomsLossy, r.idleRSS, r.rssAfter, r.roomsAfter, r.settleS)
 }
 
 // split shares n streams over as few workers as hold at most per each.
@@ -250,7 +274,10 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 	rampTime := time.Duration(float64(o.conns) / o.rampPerS * float64(time.Second))
 	settle := 300 * time.Millisecond
 	if pid > 0 {
-		settle = time.Second // let the server's allocations settle before reading its RSS
+		// Let the server's allocations settle before reading its RSS: the
+		// app collects once a burst of opens has been quiet for 0.5 s,
+		// which takes up to 0.6 s at 19,000 streams in 5,000 rooms.
+		settle = 2 * time.Second
 	}
 	rampLimit := rampTime + openTimeout + 2*o.open + 30*time.Second
 	maxLife := rampLimit + settle + o.duration + o.grace + time.Minute
@@ -263,6 +290,11 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 		}
 	}
 
+	plan, err := planRooms(o, mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())))
+	if err != nil {
+		return outcome{}, err
+	}
+	numRooms := max(o.rooms, 1)
 	sizes := split(o.conns, o.perWorker)
 	var exe string
 	if o.workers == "process" {
@@ -282,7 +314,10 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 	for _, n := range sizes {
 		cfg := workerConfig{
 			Targets: targets, Conns: n, Offset: off, RampPerS: o.rampPerS * float64(n) / float64(o.conns),
-			Run: run, MaxEvents: maxEvents, MaxLife: maxLife, Open: o.open,
+			Run: run, MaxEvents: maxEvents, MaxLife: maxLife, Open: o.open, NumRooms: numRooms,
+		}
+		if plan != nil {
+			cfg.Rooms = plan[off : off+n]
 		}
 		off += n
 		if o.workers == "inproc" {
@@ -375,6 +410,15 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 	client := postClient()
 	defer client.CloseIdleConnections()
 	accepted := make([]atomic.Bool, maxEvents)
+	eventRoom := make([]int32, maxEvents) // the room each event was posted to
+	// randomRoom is the room of a random stream: rooms get posts and churn
+	// in proportion to their viewers.
+	randomRoom := func() int32 {
+		if plan == nil {
+			return 0
+		}
+		return plan[mrand.N(len(plan))]
+	}
 	var postErrors, flips atomic.Int64
 	var firstPostErr atomic.Value
 	postErr := func(err error) {
@@ -385,8 +429,14 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 	var churned, churnKO atomic.Int64
 	senders.Go(func() {
 		pace(ctx, start, end, o.eventsPerS, maxEvents, 1000, &senders, &postErrors, func(i int) {
-			text := fmt.Sprintf("lg:%s:%d:%d", run, i, time.Now().UnixNano())
-			if err := post(ctx, client, o.postBase+"/hi", url.Values{"text": {text}}, http.StatusCreated); err != nil {
+			room := randomRoom()
+			eventRoom[i] = room
+			text, to := fmt.Sprintf("lg:%s:%d:%d", run, i, time.Now().UnixNano()), o.postBase+"/hi"
+			if plan != nil {
+				text += "@" + strconv.Itoa(int(room)) // so a stream can tell another room's post
+				to = o.postBase + "/rooms/" + roomName(int(room)) + "/hi"
+			}
+			if err := post(ctx, client, to, url.Values{"text": {text}}, http.StatusCreated); err != nil {
 				postErr(err)
 				return
 			}
@@ -402,7 +452,9 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 			flips.Add(1)
 		})
 	})
-	churners.Go(func() { churn(ctx, targets, o.churnPerS, start, end, &churners, &churned, &churnKO) })
+	churners.Go(func() {
+		churn(ctx, targets, plan != nil, randomRoom, o.churnPerS, start, end, &churners, &churned, &churnKO)
+	})
 	senders.Wait()
 	for _, h := range handles {
 		if err := h.command("end"); err != nil {
@@ -421,6 +473,7 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 	defer cancel2()
 	var hist merged
 	got := make([]int64, maxEvents)
+	measured := make([]int64, numRooms) // streams per room when the window opened
 	var out outcome
 	for _, h := range handles {
 		r, err := h.finish(fctx)
@@ -435,16 +488,28 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 		out.dropped += r.Dropped
 		out.failed += r.Failed
 		out.presence += float64(r.Regions)
+		out.leaked += r.Leaked
+		for room, n := range r.MeasuredRooms[:min(len(r.MeasuredRooms), numRooms)] {
+			measured[room] += n
+		}
 	}
+	var expected int64 // (event, stream) pairs that should have arrived
+	lossy := make(map[int32]bool)
 	for i := range accepted {
 		if accepted[i].Load() {
 			out.events++
-			out.lost += max(out.conns-got[i], 0)
+			want := measured[eventRoom[i]]
+			expected += want
+			if lost := max(want-got[i], 0); lost > 0 {
+				out.lost += lost
+				lossy[eventRoom[i]] = true
+			}
 		}
 	}
+	out.rooms, out.roomsLossy = int64(numRooms), int64(len(lossy))
 	out.p50, out.p90, out.p99 = hist.quantile(0.50), hist.quantile(0.90), hist.quantile(0.99)
 	out.max = float64(hist.maxUS) / 1000
-	out.deliveriesPerS = float64(out.events*out.conns-out.lost) / o.duration.Seconds()
+	out.deliveriesPerS = float64(expected-out.lost) / o.duration.Seconds()
 	out.rssPerConn = -1
 	if pid > 0 {
 		out.rssPerConn = float64(rssAfter-rssBefore) / float64(open)
@@ -453,6 +518,12 @@ func phase(ctx context.Context, o options, name string, targets []Target, pid in
 		out.presence /= float64(out.conns) * window.Seconds()
 	}
 	out.postErrors, out.flips, out.churned, out.churnKO = postErrors.Load(), flips.Load(), churned.Load(), churnKO.Load()
+	out.idleRSS, out.rssAfter, out.roomsAfter = rssBefore, -1, -1
+	if o.settle > 0 { // every stream is closed: what do empty rooms cost?
+		logf("waiting up to %s for the app to forget its rooms", o.settle)
+		st := awaitSettled(ctx, targets, pid, rssBefore, o.settle)
+		out.rssAfter, out.roomsAfter, out.settleS = st.rss, st.rooms, st.took.Seconds()
+	}
 	return out, nil
 }
 
@@ -526,15 +597,15 @@ func post(ctx context.Context, c *http.Client, u string, form url.Values, want i
 
 // churn opens extra tabs at rate per second until end, each read and
 // discarded for 0.5–2 s and then closed: presence changes for the measured
-// streams to be told about.
-func churn(ctx context.Context, targets []Target, rate float64, start, end time.Time, wg *sync.WaitGroup, opened, failed *atomic.Int64) {
-	reqs := make([][]byte, len(targets))
-	for i, t := range targets {
-		reqs[i] = streamRequest(t)
-	}
+// streams to be told about. With rooms, each opens in the room room picks.
+func churn(ctx context.Context, targets []Target, rooms bool, room func() int32, rate float64, start, end time.Time, wg *sync.WaitGroup, opened, failed *atomic.Int64) {
 	pace(ctx, start, end, rate, math.MaxInt, 4000, wg, failed, func(i int) {
 		t := &targets[i%len(targets)]
-		c, body, err := openStream(ctx, t, reqs[i%len(reqs)], churnSource(i), openTimeout)
+		path := t.Path
+		if rooms {
+			path = roomPath(t, int(room()), "/events?format=json")
+		}
+		c, body, err := openStream(ctx, t, streamRequest(*t, path), churnSource(i), openTimeout)
 		if err != nil {
 			failed.Add(1)
 			return
@@ -582,7 +653,7 @@ func openStuck(ctx context.Context, targets []Target, n int) ([]net.Conn, error)
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetReadBuffer(1024)
 		}
-		if _, err := c.Write(streamRequest(*t)); err != nil {
+		if _, err := c.Write(streamRequest(*t, t.Path)); err != nil {
 			return conns, err
 		}
 	}

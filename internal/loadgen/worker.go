@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,21 +32,28 @@ type workerConfig struct {
 	MaxEvents int
 	MaxLife   time.Duration // a worker process exits after this, whatever happens
 	Open      time.Duration // wait for a stream's header, then for its snapshot
+	// Rooms is the room of each of this worker's streams (nil: every one
+	// in the default room); NumRooms how many rooms there are.
+	Rooms    []int32 `json:",omitempty"`
+	NumRooms int
 }
 
 // report is what a worker tells the parent: progress while ramping, then
 // its final counts. Only "result" carries the measurements.
 type report struct {
-	Type     string      `json:"type"`
-	Open     int64       `json:"open"`    // streams that got their snapshot
-	Failed   int64       `json:"failed"`  // could not connect, or no snapshot in time
-	Dropped  int64       `json:"dropped"` // closed by the server after the snapshot
-	Measured int64       `json:"measured,omitempty"`
-	Regions  int64       `json:"regions,omitempty"` // regions events in the window, snapshots excluded
-	Got      []int64     `json:"got,omitempty"`     // per event: streams it reached
-	Hist     [][2]uint64 `json:"hist,omitempty"`
-	MaxUS    int64       `json:"max_us,omitempty"`
-	Errors   []string    `json:"errors,omitempty"` // the first few failures
+	Type     string `json:"type"`
+	Open     int64  `json:"open"`    // streams that got their snapshot
+	Failed   int64  `json:"failed"`  // could not connect, or no snapshot in time
+	Dropped  int64  `json:"dropped"` // closed by the server after the snapshot
+	Measured int64  `json:"measured,omitempty"`
+	Regions  int64  `json:"regions,omitempty"` // regions events in the window, snapshots excluded
+	Leaked   int64  `json:"leaked,omitempty"`  // (event, stream) pairs of another room's post seen
+	// MeasuredRooms is, per room, the streams open when the window opened.
+	MeasuredRooms []int64     `json:"measured_rooms,omitempty"`
+	Got           []int64     `json:"got,omitempty"` // per event: streams it reached
+	Hist          [][2]uint64 `json:"hist,omitempty"`
+	MaxUS         int64       `json:"max_us,omitempty"`
+	Errors        []string    `json:"errors,omitempty"` // the first few failures
 }
 
 // worker holds up to 19,000 streams in one process: one goroutine and two
@@ -52,12 +61,13 @@ type report struct {
 type worker struct {
 	cfg    workerConfig
 	marker []byte   // `"lg:RUN:` starts a text posted by this run
-	reqs   [][]byte // the GET request per target
+	reqs   [][]byte // the GET request per target, without rooms
 
 	open, failed, dropped, alive atomic.Int64
 	measured                     atomic.Int64
 	counting                     atomic.Bool
-	regions                      atomic.Int64
+	regions, leaked              atomic.Int64
+	aliveRooms, measuredRooms    []atomic.Int64 // per room
 	got                          []atomic.Int64
 	hist                         histogram
 
@@ -77,17 +87,20 @@ func newWorker(cfg workerConfig) *worker {
 		cfg:    cfg,
 		marker: []byte(`"lg:` + cfg.Run + ":"),
 		got:    make([]atomic.Int64, cfg.MaxEvents),
-		conns:  make(map[net.Conn]struct{}, cfg.Conns),
+		// Per room, streams open now and when the window opened.
+		aliveRooms:    make([]atomic.Int64, max(cfg.NumRooms, 1)),
+		measuredRooms: make([]atomic.Int64, max(cfg.NumRooms, 1)),
+		conns:         make(map[net.Conn]struct{}, cfg.Conns),
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	for _, t := range cfg.Targets {
-		w.reqs = append(w.reqs, streamRequest(t))
+		w.reqs = append(w.reqs, streamRequest(t, t.Path))
 	}
 	return w
 }
 
-func streamRequest(t Target) []byte {
-	return []byte("GET " + t.Path + " HTTP/1.1\r\nHost: " + t.Host +
+func streamRequest(t Target, path string) []byte {
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: " + t.Host +
 		"\r\nAccept: text/event-stream\r\nUser-Agent: globalpresence-loadgen\r\n\r\n")
 }
 
@@ -182,7 +195,12 @@ func (w *worker) stream(idx int) {
 	defer markReady()
 
 	t := &w.cfg.Targets[idx%len(w.cfg.Targets)]
-	c, body, err := openStream(w.ctx, t, w.reqs[idx%len(w.reqs)], streamSource(idx), w.cfg.Open)
+	req, room := w.reqs[idx%len(w.reqs)], 0
+	if w.cfg.Rooms != nil {
+		room = int(w.cfg.Rooms[idx-w.cfg.Offset])
+		req = streamRequest(*t, roomPath(t, room, "/events?format=json"))
+	}
+	c, body, err := openStream(w.ctx, t, req, streamSource(idx), w.cfg.Open)
 	if err != nil {
 		w.fail(err)
 		return
@@ -223,6 +241,7 @@ func (w *worker) stream(idx int) {
 				_ = c.SetDeadline(time.Time{}) // heartbeats are 15 s apart; no read deadline from now on
 				w.open.Add(1)
 				w.alive.Add(1)
+				w.aliveRooms[room].Add(1)
 				markReady()
 			}
 			kind, hasData = evOther, false
@@ -238,20 +257,20 @@ func (w *worker) stream(idx int) {
 		case bytes.HasPrefix(line, []byte("data:")):
 			hasData = true
 			if kind == evMessages {
-				w.scan(line, &seen, time.Now().UnixNano())
+				w.scan(line, &seen, time.Now().UnixNano(), room)
 			}
 		}
 		if long != nil {
 			linePool.Put(long)
 		}
 	}
+	if opened {
+		w.alive.Add(-1)
+		w.aliveRooms[room].Add(-1)
+	}
 	switch {
 	case w.stopping.Load():
-		if opened {
-			w.alive.Add(-1)
-		}
 	case opened:
-		w.alive.Add(-1)
 		w.dropped.Add(1)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		w.fail(fmt.Errorf("%s: no snapshot within %s of the header", t.Addr, w.cfg.Open))
@@ -349,12 +368,18 @@ func readLong(pre *prefixed, first []byte, keep bool) (line []byte, long *[]byte
 }
 
 // scan finds this run's texts in a messages data line and records each one
-// the stream sees for the first time: `"lg:RUN:SEQ:UNIXNANOS"`.
-func (w *worker) scan(data []byte, seen *window, now int64) {
+// the stream sees for the first time: `"lg:RUN:SEQ:UNIXNANOS"`, or with
+// rooms `"lg:RUN:SEQ:UNIXNANOS@ROOM"`, which counts as a leak in any other
+// room's stream. Texts are taken oldest first (a lagging stream's event may
+// carry several new ones), so the seen-window never skips one.
+func (w *worker) scan(data []byte, seen *window, now int64, room int) {
+	type found struct{ seq, sent, room int64 }
+	var buf [16]found
+	texts := buf[:0]
 	for {
 		i := bytes.Index(data, w.marker)
 		if i < 0 {
-			return
+			break
 		}
 		data = data[i+len(w.marker):]
 		seq, rest := digits(data)
@@ -362,12 +387,24 @@ func (w *worker) scan(data []byte, seen *window, now int64) {
 			continue
 		}
 		sent, rest := digits(rest[1:])
-		if sent < 0 || len(rest) == 0 || rest[0] != '"' || seq >= int64(len(w.got)) {
+		to := int64(room)
+		if len(rest) > 0 && rest[0] == '@' {
+			to, rest = digits(rest[1:])
+		}
+		if sent < 0 || to < 0 || len(rest) == 0 || rest[0] != '"' || seq >= int64(len(w.got)) {
 			continue
 		}
-		if seen.mark(seq) {
-			w.got[seq].Add(1)
-			w.hist.record((now - sent) / 1000)
+		texts = append(texts, found{seq, sent, to})
+	}
+	slices.SortFunc(texts, func(a, b found) int { return cmp.Compare(a.seq, b.seq) })
+	for _, f := range texts {
+		switch {
+		case !seen.mark(f.seq):
+		case f.room != int64(room):
+			w.leaked.Add(1)
+		default:
+			w.got[f.seq].Add(1)
+			w.hist.record((now - f.sent) / 1000)
 		}
 	}
 }
@@ -445,6 +482,9 @@ func (w *worker) fail(err error) {
 // ones, and presence events count from here.
 func (w *worker) start() {
 	w.measured.Store(w.alive.Load())
+	for i := range w.aliveRooms {
+		w.measuredRooms[i].Store(w.aliveRooms[i].Load())
+	}
 	w.counting.Store(true)
 }
 
@@ -480,6 +520,11 @@ func (w *worker) report(typ string) report {
 	if typ == "result" {
 		r.Measured = w.measured.Load()
 		r.Regions = w.regions.Load()
+		r.Leaked = w.leaked.Load()
+		r.MeasuredRooms = make([]int64, len(w.measuredRooms))
+		for i := range w.measuredRooms {
+			r.MeasuredRooms[i] = w.measuredRooms[i].Load()
+		}
 		r.Got = make([]int64, len(w.got))
 		for i := range w.got {
 			r.Got[i] = w.got[i].Load()

@@ -497,6 +497,24 @@ func (n *Node) Do(args ...string) (string, error) {
 	return readReply(r)
 }
 
+// Commands is how many commands the node has run since it started (the
+// calls of INFO commandstats; the INFO that reads them is not yet counted).
+func (n *Node) Commands() (int, error) {
+	info, err := n.Do("INFO", "commandstats")
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for line := range strings.SplitSeq(info, "\n") {
+		if _, stats, ok := strings.Cut(line, ":calls="); ok {
+			calls, _, _ := strings.Cut(stats, ",")
+			c, _ := strconv.Atoi(calls)
+			total += c
+		}
+	}
+	return total, nil
+}
+
 func fileSize(path string) int64 {
 	fi, err := os.Stat(path)
 	if err != nil {
