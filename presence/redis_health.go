@@ -159,6 +159,7 @@ func (s *Redis) watchHealth() {
 			// rooms a poll: idle store traffic must not grow with rooms.
 			batch = min(max((len(round)*int(pollEvery)+int(s.cfg.Resync)-1)/int(s.cfg.Resync), 1), rereadBatch)
 			lastResync = time.Now()
+			s.enqueue(s.refreshMembers) // one round trip, whatever the rooms
 		}
 		if start {
 			h.recovering, round = true, nil // a full re-read

@@ -263,6 +263,32 @@ func (s *Redis) learnMembers(inst string, h map[string]string) {
 	}
 }
 
+// refreshMembers is the periodic safety net for announcements lost
+// unnoticed: it reads every instance's sequence only (idle traffic must not
+// grow with memberships) and re-reads the memberships of those that moved
+// on without us. Dead instances are left to checkLiveness. Runs on the
+// worker.
+func (s *Redis) refreshMembers() {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	c := s.read
+	insts, err := c.Do(ctx, c.B().Hkeys().Key(instancesKey).Build()).AsStrSlice()
+	insts = slices.DeleteFunc(insts, func(i string) bool { return i == s.inst })
+	if err != nil || len(insts) == 0 {
+		return // the next round tries again
+	}
+	cmds := make(rueidis.Commands, len(insts))
+	for i, inst := range insts {
+		cmds[i] = c.B().Hget().Key(membersKey(inst)).Field("_seq").Build()
+	}
+	for i, res := range c.DoMulti(ctx, cmds...) {
+		seq, err := res.AsUint64()
+		if err == nil && seq != s.members.seqs[insts[i]] {
+			s.rereadMembers(insts[i])
+		}
+	}
+}
+
 // loadMembers reads every live instance's memberships: one round trip,
 // whatever the rooms. Those of instances gone from the index, or dead, are
 // dropped (if absence can be trusted), and this instance's hash is

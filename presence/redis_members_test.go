@@ -95,12 +95,13 @@ func TestRedisMembership(t *testing.T) {
 }
 
 // A membership delta missed by a receiver shows as a gap at the next one,
-// and the receiver re-reads that instance's memberships.
+// and the receiver re-reads that instance's memberships; with no next one,
+// the periodic re-read finds the sequence moved on.
 func TestRedisMembershipGap(t *testing.T) {
 	node := redisnode.MustStart(t, redisnode.Options{})
 	ctx := context.Background()
 	a := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
-	b := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd"})
+	b := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd", Resync: time.Second})
 	if err := a.Join(ctx, "r", Tab{ID: "t1", User: "U", Region: "ams"}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +115,10 @@ func TestRedisMembershipGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRooms(t, "[{r 2 map[ams:2]} {q 1 map[ams:1]}]", 5*time.Second, b)
+	if _, err := node.Do("HSET", membersKey(a.inst), "q:X", "ams", "_seq", "9"); err != nil {
+		t.Fatal(err)
+	}
+	waitRooms(t, "[{q 2 map[ams:2]} {r 2 map[ams:2]}]", 5*time.Second, b)
 }
 
 // A membership announcement lacking what its type needs is refused, not
