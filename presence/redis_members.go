@@ -129,7 +129,7 @@ func (s *Redis) syncMember(ctx context.Context, room string, user UserID) error 
 	return nil
 }
 
-// writeMember runs member.lua if the store's view of mb differs from ours.
+// writeMember runs tab.lua on the memberships hash if the store's view of mb differs from ours.
 func (s *Redis) writeMember(ctx context.Context, mb member) (int64, error) {
 	ms := &s.members
 	ms.rw.RLock()
@@ -150,7 +150,7 @@ func (s *Redis) writeMember(ctx context.Context, mb member) (int64, error) {
 	if want {
 		w.Type, w.Region = "add", s.cfg.Region
 	}
-	seq, err := s.exec(ctx, memberScript, []string{membersKey(s.inst), epochKey}, []string{
+	seq, err := s.exec(ctx, tabScript, []string{membersKey(s.inst), epochKey}, []string{
 		memberField(mb), w.Region, membersChannel, openJSON(w) + `"s":`, "}", strconv.FormatUint(last, 10),
 	}).AsInt64()
 	if err != nil || seq < 0 {
@@ -175,13 +175,13 @@ func (s *Redis) rewriteMembers(ctx context.Context) error {
 	next := ms.seq
 	ms.mu.Unlock()
 	w := memberWire{Type: "all", Inst: s.inst}
-	args := []string{membersChannel, openJSON(w) + `"s":`, "}", strconv.FormatUint(next, 10)}
+	args := []string{membersChannel, openJSON(w) + `"s":`, "}", strconv.FormatUint(next, 10), "", "", ""}
 	written := make(map[member]bool, len(all))
 	for mb, region := range all {
 		args = append(args, memberField(mb), region)
 		written[mb] = true
 	}
-	if err := s.exec(ctx, memberRestoreScript, []string{membersKey(s.inst)}, args).Error(); err != nil {
+	if err := s.exec(ctx, restoreScript, []string{membersKey(s.inst)}, args).Error(); err != nil {
 		ms.markStale()
 		return err
 	}

@@ -27,10 +27,6 @@ var (
 	reapLua string
 	//go:embed lua/retire.lua
 	retireLua string
-	//go:embed lua/member.lua
-	memberLua string
-	//go:embed lua/memberrestore.lua
-	memberRestoreLua string
 
 	switchScript    = rueidis.NewLuaScript(switchLua)
 	sayScript       = rueidis.NewLuaScript(sayLua)
@@ -40,7 +36,4 @@ var (
 	mergeFeedScript = rueidis.NewLuaScript(mergeFeedLua)
 	reapScript      = rueidis.NewLuaScript(reapLua)
 	retireScript    = rueidis.NewLuaScript(retireLua)
-
-	memberScript        = rueidis.NewLuaScript(memberLua)
-	memberRestoreScript = rueidis.NewLuaScript(memberRestoreLua)
 )

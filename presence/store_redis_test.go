@@ -311,7 +311,7 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 }
 
 // A join or a leave costs one command (one script call) whatever the size
-// of the room; a user's first or last tab in the room one more (member.lua).
+// of the room; a user's first or last tab in the room one more (tab.lua on its memberships).
 func TestRedisJoinLeaveCost(t *testing.T) {
 	node := redisnode.MustStart(t, redisnode.Options{})
 	ctx := context.Background()

@@ -1,16 +1,19 @@
--- restore.lua: rewrite an instance's whole presence in a room in place. No
--- DEL first: a tab that stays is never missing, even for an instant.
+-- restore.lua: rewrite a hash this instance owns (its tabs in a room, or
+-- its memberships) whole, in place, in a new sequence, and announce it:
+-- receivers re-read the hash. No DEL first: an entry that stays is never
+-- missing, even for an instant.
 --
--- KEYS[1]..KEYS[4] as tab.lua (KEYS[5] unused: this is how a store that
--- lost its data gets it back)
--- ARGV[1]  the room's channel
+-- KEYS     as tab.lua; the epoch marker is not checked (this is how a
+-- store that lost its data gets it back); a memberships hash has KEYS[1]
+-- alone
+-- ARGV[1]  the channel
 -- ARGV[2]  announcement JSON up to the sequence number
 -- ARGV[3]  announcement JSON after it
 -- ARGV[4]  the new sequence
--- ARGV[5]  the instance
--- ARGV[6]  the room
--- ARGV[7]  now, unix ms
--- ARGV[8..] tab id, tab JSON, ...
+-- ARGV[5]  for tabs only: the instance ('' otherwise)
+-- ARGV[6]  for tabs only: the room ('' otherwise)
+-- ARGV[7]  for tabs only: now, unix ms ('' otherwise)
+-- ARGV[8..] field, value, ...
 --
 -- Returns the sequence.
 local keep = {_seq = true}
@@ -22,8 +25,10 @@ redis.call('HSET', KEYS[1], '_seq', ARGV[4])
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if not keep[f] then redis.call('HDEL', KEYS[1], f) end
 end
-redis.call('SADD', KEYS[2], ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[6])
-redis.call('ZADD', KEYS[4], ARGV[7], ARGV[6])
+if #KEYS > 1 then
+  redis.call('SADD', KEYS[2], ARGV[5])
+  redis.call('SADD', KEYS[3], ARGV[6])
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[6])
+end
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. ARGV[4] .. ARGV[3])
 return tonumber(ARGV[4])
