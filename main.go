@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"globalpresence/handlers"
 	"globalpresence/presence"
 	"globalpresence/templates"
+	"globalpresence/webhook"
 )
 
 func main() {
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"believe Fly-Client-IP, X-Forwarded-For and X-Forwarded-Proto (only behind a proxy that sets them; env TRUST_PROXY=true)")
 	embedOrigins := fs.String("embed-origins", getenv("EMBED_ORIGINS"),
 		"other sites that may embed rooms: comma-separated origins (https://shop.example), or * for any; default none (env EMBED_ORIGINS)")
+	webhookURL := fs.String("webhook-url", "", "POST room and member events (occupied, vacated, added, removed) here, signed with env WEBHOOK_SECRET; default none")
+	webhookDebounce := fs.Duration("webhook-debounce", 2*time.Second, "a departure undone within this long (a reload) sends no webhook events")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,6 +75,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	identitySecret := getenv("IDENTITY_SECRET")
 	if identitySecret != "" && len(identitySecret) < 32 {
 		return errors.New("IDENTITY_SECRET must be at least 32 bytes: a short HS256 key can be guessed")
+	}
+	webhookSecret := getenv("WEBHOOK_SECRET")
+	if *webhookURL != "" {
+		if u, err := url.Parse(*webhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-webhook-url %q: want an http:// or https:// URL", *webhookURL)
+		}
+		if len(webhookSecret) < 32 {
+			return errors.New("-webhook-url needs WEBHOOK_SECRET, at least 32 bytes: receivers verify the signature with it")
+		}
 	}
 	region := getenv("FLY_REGION")
 	if region == "" {
@@ -92,6 +105,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	closeStore := sync.OnceValue(store.Close)
 	defer closeStore()
+	if *webhookURL != "" {
+		hooks := webhook.New(webhook.Config{
+			URL: *webhookURL, Secret: []byte(webhookSecret), Debounce: *webhookDebounce, Metrics: metrics, Log: log,
+		})
+		defer hooks.Close()
+		store.(interface {
+			Observe(func(presence.MemberEvent))
+		}).Observe(hooks.Observe)
+	}
 	emitter := bus.NewEmitter(0)
 	bc := handlers.NewBroadcaster(store, emitter, tmpl, handlers.BroadcasterConfig{
 		Region: region, Coalesce: *coalesce, Heartbeat: *heartbeat, LargeRoom: *largeRoom, Log: log,

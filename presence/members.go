@@ -45,12 +45,13 @@ const (
 	MemberRemoved MemberEventType = "member.removed" // a user's last instance in the room left (or died)
 )
 
-// MemberEvent is one global transition; Region is that of the instance
-// whose membership caused it.
+// MemberEvent is one global transition; Inst and Region are the instance
+// whose membership caused it ("" in the memory store) and its region.
 type MemberEvent struct {
 	Type   MemberEventType
 	Room   string
 	User   UserID
+	Inst   string
 	Region string
 }
 
@@ -185,7 +186,7 @@ func (m *Members) addLocked(inst string, mb member, region string) {
 	if r == nil {
 		r = &roomMembers{users: make(map[UserID]map[string]int), regions: make(map[string]int)}
 		m.rooms[mb.Room] = r
-		m.emit(MemberEvent{RoomOccupied, mb.Room, mb.User, region})
+		m.emit(MemberEvent{RoomOccupied, mb.Room, mb.User, inst, region})
 	}
 	where := r.users[mb.User]
 	if where == nil {
@@ -195,7 +196,7 @@ func (m *Members) addLocked(inst string, mb member, region string) {
 			m.userRooms[mb.User] = make(map[string]bool)
 		}
 		m.userRooms[mb.User][mb.Room] = true
-		m.emit(MemberEvent{MemberAdded, mb.Room, mb.User, region})
+		m.emit(MemberEvent{MemberAdded, mb.Room, mb.User, inst, region})
 	}
 	if where[region]++; where[region] == 1 {
 		r.regions[region]++
@@ -227,10 +228,10 @@ func (m *Members) delLocked(inst string, mb member) {
 	if len(m.userRooms[mb.User]) == 0 {
 		delete(m.userRooms, mb.User)
 	}
-	m.emit(MemberEvent{MemberRemoved, mb.Room, mb.User, region})
+	m.emit(MemberEvent{MemberRemoved, mb.Room, mb.User, inst, region})
 	if len(r.users) == 0 {
 		delete(m.rooms, mb.Room)
-		m.emit(MemberEvent{RoomVacated, mb.Room, mb.User, region})
+		m.emit(MemberEvent{RoomVacated, mb.Room, mb.User, inst, region})
 	}
 }
 

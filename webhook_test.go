@@ -1,0 +1,213 @@
+package main
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+const hookSecret = "a-webhook-secret-of-at-least-32-bytes"
+
+// hookEvent is one webhook event as a receiver reads it.
+type hookEvent struct {
+	ID, Type, Room, User, Region string
+	At                           time.Time
+}
+
+func (e hookEvent) String() string { return e.Type + " " + e.User }
+
+// hookReceiver is a site's webhook endpoint: it verifies every request as
+// the README tells receivers to, and collects the events.
+type hookReceiver struct {
+	t       *testing.T
+	URL     string
+	mu      sync.Mutex
+	events  []hookEvent
+	batches []time.Time // arrival of each accepted request
+	refused int
+	refuse  func() bool // answer 503 while true
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	r := &hookReceiver{t: t, refuse: func() bool { return false }}
+	srv := httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(srv.Close)
+	r.URL = srv.URL
+	return r
+}
+
+func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refuse() {
+		r.refused++
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	mac := hmac.New(sha256.New, []byte(hookSecret))
+	mac.Write(body)
+	want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	if !hmac.Equal([]byte(req.Header.Get("X-Presence-Signature")), []byte(want)) {
+		r.t.Errorf("bad signature %q on %s", req.Header.Get("X-Presence-Signature"), body)
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	var b struct {
+		Timestamp int64       `json:"timestamp"`
+		Events    []hookEvent `json:"events"`
+	}
+	ts, err := strconv.ParseInt(req.Header.Get("X-Presence-Timestamp"), 10, 64)
+	if err := errors.Join(err, json.Unmarshal(body, &b)); err != nil || ts != b.Timestamp || time.Since(time.Unix(ts, 0)).Abs() > 5*time.Minute {
+		r.t.Errorf("bad timestamp %q or body %s: %v", req.Header.Get("X-Presence-Timestamp"), body, err)
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	for _, e := range b.Events {
+		if e.ID == "" || e.At.IsZero() || e.At.Location() != time.UTC {
+			r.t.Errorf("event without an ID or UTC time: %+v", e)
+		}
+	}
+	r.events = append(r.events, b.Events...)
+	r.batches = append(r.batches, time.Now())
+}
+
+// room returns the events of one room so far, as "type user".
+func (r *hookReceiver) room(name string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		if e.Room == name {
+			out = append(out, e.String())
+		}
+	}
+	return out
+}
+
+// wait waits until the room's events are want, and fails if they are not
+// within d (or become more).
+func (r *hookReceiver) wait(room string, want []string, d time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(d)
+	for !slices.Equal(r.room(room), want) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("room %s: events %q, want %q", room, r.room(room), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// quiet checks that nothing more arrives for the room for a while: longer
+// than the debounce and a batch.
+func (r *hookReceiver) quiet(room string, want []string) {
+	r.t.Helper()
+	time.Sleep(3500 * time.Millisecond)
+	if got := r.room(room); !slices.Equal(got, want) {
+		r.t.Fatalf("room %s: events %q, want still %q", room, got, want)
+	}
+}
+
+// checkUnique fails on a repeated event ID and checks the batches' pace.
+func (r *hookReceiver) checkUnique() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, e := range r.events {
+		if seen[e.ID] {
+			r.t.Errorf("event %s (%s %s) delivered twice", e.ID, e.Room, e)
+		}
+		seen[e.ID] = true
+	}
+	for i := 1; i < len(r.batches); i++ {
+		if gap := r.batches[i].Sub(r.batches[i-1]); gap < 900*time.Millisecond {
+			r.t.Errorf("batches %d and %d only %v apart: at most one a second", i-1, i, gap)
+		}
+	}
+}
+
+func TestWebhooks(t *testing.T) {
+	rcv := newHookReceiver(t)
+	a := startApp(t, map[string]string{"WEBHOOK_SECRET": hookSecret}, "-webhook-url", rcv.URL)
+	waitReadyz(t, a.URL, http.StatusOK, 10*time.Second)
+	alice, bob := newBrowserClient(t), newBrowserClient(t)
+	visit(t, a, alice)
+	visit(t, a, bob)
+	ida, idb := fullID(t, a, alice), fullID(t, a, bob)
+	const room = "hooks/one"
+	open := func(b *http.Client) *stream {
+		s := openStream(t, a.URL, b, "/rooms/"+room+"/events?format=json")
+		s.waitFor(t, "tabs", func(string) bool { return true }) // joined
+		return s
+	}
+	tab1 := open(alice)
+	want := []string{"room.occupied ", "member.added " + ida}
+	rcv.wait(room, want, 10*time.Second)
+
+	tab2 := open(alice) // a second tab: nothing
+	tab2.close()
+	tab1.close() // a reload: nothing
+	tab1 = open(alice)
+	rcv.quiet(room, want)
+
+	tabB := open(bob)
+	want = append(want, "member.added "+idb)
+	rcv.wait(room, want, 10*time.Second)
+	tabB.close()
+	want = append(want, "member.removed "+idb)
+	rcv.wait(room, want, 10*time.Second)
+	tab1.close()
+	want = append(want, "member.removed "+ida, "room.vacated ")
+	rcv.wait(room, want, 10*time.Second)
+	rcv.quiet(room, want)
+	rcv.checkUnique()
+	if n := metricValue(t, a.URL, `gp_webhook_events_total{result="delivered"}`); n != "6" {
+		t.Errorf("gp_webhook_events_total{result=\"delivered\"} %s, want 6", n)
+	}
+}
+
+// An endpoint down for 30 s misses nothing: everything arrives after it,
+// in order.
+func TestWebhooksEndpointDown(t *testing.T) {
+	rcv := newHookReceiver(t)
+	up := time.Now().Add(30 * time.Second)
+	rcv.refuse = func() bool { return time.Now().Before(up) }
+	a := startApp(t, map[string]string{"WEBHOOK_SECRET": hookSecret}, "-webhook-url", rcv.URL)
+	waitReadyz(t, a.URL, http.StatusOK, 10*time.Second)
+	browser := newBrowserClient(t)
+	visit(t, a, browser)
+	id := fullID(t, a, browser)
+	for i := range 5 {
+		room := fmt.Sprint("down/", i)
+		s := openStream(t, a.URL, browser, "/rooms/"+room+"/events?format=json")
+		s.waitFor(t, "tabs", func(string) bool { return true })
+		time.Sleep(2500 * time.Millisecond) // each in a batch of its own
+		s.close()
+	}
+	time.Sleep(time.Until(up))
+	rcv.mu.Lock()
+	refused := rcv.refused
+	rcv.mu.Unlock()
+	if refused == 0 {
+		t.Fatal("nothing was sent while the endpoint was down")
+	}
+	for i := range 5 {
+		rcv.wait(fmt.Sprint("down/", i), []string{"room.occupied ", "member.added " + id, "member.removed " + id, "room.vacated "}, 45*time.Second)
+	}
+	rcv.checkUnique()
+	if failed, queued := metricValue(t, a.URL, `gp_webhook_requests_total{result="error"}`), metricValue(t, a.URL, "gp_webhook_queue_events"); failed == "" || queued != "0" {
+		t.Errorf("%s failed requests, %s events queued; want some, and none", failed, queued)
+	}
+}
