@@ -158,7 +158,8 @@ func TestWebhooks(t *testing.T) {
 
 	tab2 := open(alice) // a second tab: nothing
 	tab2.close()
-	tab1.close() // a reload: nothing
+	tab1.close() // a reload: gone from the index, back at once; nothing
+	waitAPI[roomsJSON](t, a.URL+"/api/rooms?prefix=hooks/", "", "")
 	tab1 = open(alice)
 	rcv.quiet(room, want)
 
