@@ -106,13 +106,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	closeStore := sync.OnceValue(store.Close)
 	defer closeStore()
 	if *webhookURL != "" {
-		hooks := webhook.New(webhook.Config{
+		defer startWebhooks(store, webhook.Config{
 			URL: *webhookURL, Secret: []byte(webhookSecret), Debounce: *webhookDebounce, Metrics: metrics, Log: log,
-		})
-		defer hooks.Close()
-		store.(interface {
-			Observe(func(presence.MemberEvent))
-		}).Observe(hooks.Observe)
+		}).Close()
 	}
 	emitter := bus.NewEmitter(0)
 	bc := handlers.NewBroadcaster(store, emitter, tmpl, handlers.BroadcasterConfig{
@@ -190,6 +186,20 @@ func openStore(getenv func(string) string, cfg presence.RedisConfig) (presence.S
 		return nil, "", err
 	}
 	return s, "redis " + s.Instance(), nil
+}
+
+// startWebhooks feeds the store's membership transitions to a webhook
+// sender; with Redis the instances share the rooms and claim each event.
+func startWebhooks(store presence.Store, cfg webhook.Config) *webhook.Sender {
+	cfg.Ready = store.Ready
+	if r, ok := store.(*presence.Redis); ok {
+		cfg.Instance, cfg.Peers, cfg.Claim = r.Instance(), r.LiveInstances, r.ClaimHook
+	}
+	hooks := webhook.New(cfg)
+	store.(interface {
+		Observe(func(presence.MemberEvent))
+	}).Observe(hooks.Observe)
+	return hooks
 }
 
 func defaultAddr(getenv func(string) string) string {

@@ -31,6 +31,13 @@ func TestMain(m *testing.M) {
 // every test client shares 127.0.0.1.
 func startCluster(t *testing.T) *cluster.Cluster {
 	t.Helper()
+	return startClusterWith(t, nil, nil)
+}
+
+// startClusterWith is startCluster with extra flags and KEY=VALUE env for
+// every instance.
+func startClusterWith(t *testing.T, args, env []string) *cluster.Cluster {
+	t.Helper()
 	bin := cluster.TestBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -39,8 +46,9 @@ func startCluster(t *testing.T) *cluster.Cluster {
 		Regions:   []string{"ams", "iad", "syd"},
 		Instances: map[string]int{"ams": 2},
 		Dir:       t.TempDir(),
-		AppArgs: []string{"-coalesce", "50ms", "-hi-rate", "1000", "-hi-burst", "1000",
-			"-lightbulb-rate", "1000", "-lightbulb-burst", "1000", "-streams-per-client", "1000", "-conns-per-client", "1000"},
+		AppArgs: append([]string{"-coalesce", "50ms", "-hi-rate", "1000", "-hi-burst", "1000",
+			"-lightbulb-rate", "1000", "-lightbulb-burst", "1000", "-streams-per-client", "1000", "-conns-per-client", "1000"}, args...),
+		AppEnv: env,
 	})
 	if err != nil {
 		t.Fatal(err)

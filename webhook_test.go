@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"globalpresence/internal/cluster"
 )
 
 const hookSecret = "a-webhook-secret-of-at-least-32-bytes"
@@ -119,7 +121,7 @@ func (r *hookReceiver) quiet(room string, want []string) {
 	}
 }
 
-// checkUnique fails on a repeated event ID and checks the batches' pace.
+// checkUnique fails on a repeated event ID.
 func (r *hookReceiver) checkUnique() {
 	r.t.Helper()
 	r.mu.Lock()
@@ -131,6 +133,13 @@ func (r *hookReceiver) checkUnique() {
 		}
 		seen[e.ID] = true
 	}
+}
+
+// checkPace fails on batches closer than a second: with one sender only.
+func (r *hookReceiver) checkPace() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for i := 1; i < len(r.batches); i++ {
 		if gap := r.batches[i].Sub(r.batches[i-1]); gap < 900*time.Millisecond {
 			r.t.Errorf("batches %d and %d only %v apart: at most one a second", i-1, i, gap)
@@ -174,6 +183,7 @@ func TestWebhooks(t *testing.T) {
 	rcv.wait(room, want, 10*time.Second)
 	rcv.quiet(room, want)
 	rcv.checkUnique()
+	rcv.checkPace()
 	if n := metricValue(t, a.URL, `gp_webhook_events_total{result="delivered"}`); n != "6" {
 		t.Errorf("gp_webhook_events_total{result=\"delivered\"} %s, want 6", n)
 	}
@@ -208,7 +218,62 @@ func TestWebhooksEndpointDown(t *testing.T) {
 		rcv.wait(fmt.Sprint("down/", i), []string{"room.occupied ", "member.added " + id, "member.removed " + id, "room.vacated "}, 45*time.Second)
 	}
 	rcv.checkUnique()
+	rcv.checkPace()
 	if failed, queued := metricValue(t, a.URL, `gp_webhook_requests_total{result="error"}`), metricValue(t, a.URL, "gp_webhook_queue_events"); failed == "" || queued != "0" {
 		t.Errorf("%s failed requests, %s events queued; want some, and none", failed, queued)
 	}
+}
+
+// Across 3 regions (two instances in ams) every transition arrives once,
+// though every instance sees it; kill -9 of the instance holding a user's
+// only tabs removes them within 10 s.
+func TestMultiRegionWebhooks(t *testing.T) {
+	rcv := newHookReceiver(t)
+	c := startClusterWith(t, []string{"-webhook-url", rcv.URL}, []string{"WEBHOOK_SECRET=" + hookSecret})
+	ams, iad, syd := c.Region("ams"), c.Region("iad"), c.Region("syd")
+	u, v, w := newBrowserClient(t), newBrowserClient(t), newBrowserClient(t)
+	home := &app{URL: ams.Apps[0].URL()}
+	for _, b := range []*http.Client{u, v, w} {
+		visit(t, home, b) // one identity each, on every instance
+	}
+	idu, idv, idw := fullID(t, home, u), fullID(t, home, v), fullID(t, home, w)
+	open := func(a *cluster.App, b *http.Client, room string) *stream {
+		s := openStream(t, a.URL(), b, "/rooms/"+room+"/events?format=json")
+		s.waitFor(t, "tabs", func(string) bool { return true })
+		return s
+	}
+	wantA := []string{"room.occupied ", "member.added " + idu}
+	ua1 := open(ams.Apps[0], u, "wh/a")
+	ua2 := open(iad.Apps[0], u, "wh/a") // u's second instance: nothing
+	rcv.wait("wh/a", wantA, 10*time.Second)
+	open(ams.Apps[1], v, "wh/a")
+	wantA = append(wantA, "member.added "+idv)
+	rcv.wait("wh/a", wantA, 10*time.Second)
+	wantB := []string{"room.occupied ", "member.added " + idw}
+	wb := open(syd.Apps[0], w, "wh/b")
+	rcv.wait("wh/b", wantB, 10*time.Second)
+	open(ams.Apps[1], v, "wh/b")
+	wantB = append(wantB, "member.added "+idv)
+	rcv.wait("wh/b", wantB, 10*time.Second)
+
+	killed := time.Now()
+	if err := ams.Apps[1].Kill(); err != nil { // v's only tabs
+		t.Fatal(err)
+	}
+	wantA = append(wantA, "member.removed "+idv)
+	wantB = append(wantB, "member.removed "+idv)
+	rcv.wait("wh/a", wantA, 10*time.Second-time.Since(killed))
+	rcv.wait("wh/b", wantB, 10*time.Second-time.Since(killed))
+	t.Logf("member.removed arrived %v after kill -9", time.Since(killed).Round(time.Millisecond))
+
+	for _, s := range []*stream{ua1, ua2, wb} {
+		s.close()
+	}
+	wantA = append(wantA, "member.removed "+idu, "room.vacated ")
+	wantB = append(wantB, "member.removed "+idw, "room.vacated ")
+	rcv.wait("wh/a", wantA, 10*time.Second)
+	rcv.wait("wh/b", wantB, 10*time.Second)
+	rcv.quiet("wh/a", wantA)
+	rcv.quiet("wh/b", wantB)
+	rcv.checkUnique()
 }

@@ -46,13 +46,16 @@ const (
 )
 
 // MemberEvent is one global transition; Inst and Region are the instance
-// whose membership caused it ("" in the memory store) and its region.
+// whose membership caused it ("" in the memory store) and its region. Gone
+// says a removal came with the whole instance (dead, or closed), not a
+// closing tab: no reload will undo it.
 type MemberEvent struct {
 	Type   MemberEventType
 	Room   string
 	User   UserID
 	Inst   string
 	Region string
+	Gone   bool
 }
 
 // Members is the global membership index: which instances (in which
@@ -152,7 +155,7 @@ func (m *Members) set(inst string, mb member, region string) {
 	if region != "" {
 		m.addLocked(inst, mb, region)
 	} else {
-		m.delLocked(inst, mb)
+		m.delLocked(inst, mb, false)
 	}
 }
 
@@ -164,7 +167,7 @@ func (m *Members) replace(inst string, all map[member]string) {
 	defer m.mu.Unlock()
 	for mb, region := range m.byInst[inst] {
 		if all[mb] != region {
-			m.delLocked(inst, mb)
+			m.delLocked(inst, mb, all == nil)
 		}
 	}
 	for mb, region := range all {
@@ -186,7 +189,7 @@ func (m *Members) addLocked(inst string, mb member, region string) {
 	if r == nil {
 		r = &roomMembers{users: make(map[UserID]map[string]int), regions: make(map[string]int)}
 		m.rooms[mb.Room] = r
-		m.emit(MemberEvent{RoomOccupied, mb.Room, mb.User, inst, region})
+		m.emit(MemberEvent{Type: RoomOccupied, Room: mb.Room, User: mb.User, Inst: inst, Region: region})
 	}
 	where := r.users[mb.User]
 	if where == nil {
@@ -196,14 +199,14 @@ func (m *Members) addLocked(inst string, mb member, region string) {
 			m.userRooms[mb.User] = make(map[string]bool)
 		}
 		m.userRooms[mb.User][mb.Room] = true
-		m.emit(MemberEvent{MemberAdded, mb.Room, mb.User, inst, region})
+		m.emit(MemberEvent{Type: MemberAdded, Room: mb.Room, User: mb.User, Inst: inst, Region: region})
 	}
 	if where[region]++; where[region] == 1 {
 		r.regions[region]++
 	}
 }
 
-func (m *Members) delLocked(inst string, mb member) {
+func (m *Members) delLocked(inst string, mb member, gone bool) {
 	region, ok := m.byInst[inst][mb]
 	if !ok {
 		return
@@ -228,10 +231,10 @@ func (m *Members) delLocked(inst string, mb member) {
 	if len(m.userRooms[mb.User]) == 0 {
 		delete(m.userRooms, mb.User)
 	}
-	m.emit(MemberEvent{MemberRemoved, mb.Room, mb.User, inst, region})
+	m.emit(MemberEvent{MemberRemoved, mb.Room, mb.User, inst, region, gone})
 	if len(r.users) == 0 {
 		delete(m.rooms, mb.Room)
-		m.emit(MemberEvent{RoomVacated, mb.Room, mb.User, inst, region})
+		m.emit(MemberEvent{RoomVacated, mb.Room, mb.User, inst, region, gone})
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 //	gp::epoch                 string  set once the store holds the instances' state: writes need it
 //	gp::members:<inst>        hash    <room>:<user> → region, plus _seq: the instance's memberships
 //	gp::instances             hash    instance → its last beat (ms), HDEL by a reaper: whose memberships to read
+//	gp::hook:<event id>       string  a webhook event some instance queued (10 min): no other sends it
 //
 // Room names never contain ':' (see ValidRoom), so "gp::" is never a room.
 const (
@@ -62,6 +63,7 @@ func instRoomsKey(inst string) string     { return roomsPrefix + inst }
 func opKey(id string) string              { return "gp::op:" + id }
 func roomChannel(room string) string      { return roomChannelPrefix + room }
 func membersKey(inst string) string       { return "gp::members:" + inst }
+func hookKey(id string) string            { return "gp::hook:" + id }
 
 const (
 	// instancesKey indexes every instance, so that a reader loads every

@@ -45,7 +45,7 @@ func (d *debouncer) add(e Event) {
 		}
 	}
 	due := e.At
-	if _, arrival := undoes[e.Type]; !arrival {
+	if _, arrival := undoes[e.Type]; !arrival && !e.gone {
 		due = due.Add(d.window)
 	}
 	d.rooms[e.Room] = append(q, held{e, due})

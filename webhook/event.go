@@ -21,6 +21,7 @@ type Event struct {
 	User   string    `json:"user,omitempty"`   // member events only
 	Region string    `json:"region,omitempty"` // member events only
 	At     time.Time `json:"at"`
+	gone   bool      // a removal no reload can undo: not debounced
 }
 
 // batch is a request's body; Timestamp repeats X-Presence-Timestamp inside
@@ -36,7 +37,7 @@ type batch struct {
 // debouncing, two transitions of one type and key are at least a window
 // apart), so the store guard and receivers can drop copies.
 func newEvent(e presence.MemberEvent, now time.Time, window time.Duration) Event {
-	ev := Event{Type: string(e.Type), Room: e.Room, At: now.UTC()}
+	ev := Event{Type: string(e.Type), Room: e.Room, At: now.UTC(), gone: e.Gone}
 	if e.Type == presence.MemberAdded || e.Type == presence.MemberRemoved {
 		ev.User, ev.Region = string(e.User), e.Region
 	}

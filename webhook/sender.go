@@ -28,12 +28,16 @@ type Config struct {
 	// Debounce is how long a departure waits for the arrival that cancels
 	// it [2 s].
 	Debounce time.Duration
-	// Sends tells whether this instance sends a room's events (one
-	// instance per room does); nil: all of them.
-	Sends func(room string) bool
-	// Claim takes an event ID in the store so that no other instance sends
-	// it too; false: someone did. nil: no guard (one instance).
-	Claim   func(ctx context.Context, id string) (bool, error)
+	// Ready tells whether the store has loaded every instance's
+	// memberships: what it reports before that was there already.
+	Ready func(context.Context) error
+	// Instance and Peers, the live instances, share the rooms: each
+	// instance sends its rooms' events. Peers nil: one instance.
+	Instance string
+	Peers    func(context.Context) ([]string, error)
+	// Claim takes an event ID in the store for keep, so that no other
+	// instance sends it too; false: one did. nil: no guard (one instance).
+	Claim   func(ctx context.Context, id string, keep time.Duration) (bool, error)
 	Metrics prometheus.Registerer
 	Log     *slog.Logger
 
@@ -51,6 +55,7 @@ const maxBatch = 500 // events per request
 type Sender struct {
 	cfg      Config
 	debounce *debouncer
+	elect    elector
 	queue    queue
 	client   *http.Client
 	wake     chan struct{}
@@ -79,6 +84,7 @@ func New(cfg Config) *Sender {
 	s := &Sender{
 		cfg:      cfg,
 		debounce: newDebouncer(cfg.Debounce),
+		elect:    elector{self: cfg.Instance, peers: cfg.Peers},
 		queue:    queue{cap: cfg.maxQueue},
 		client:   &http.Client{Timeout: cfg.timeout},
 		wake:     make(chan struct{}, 1),
@@ -113,22 +119,34 @@ func (s *Sender) Close() {
 }
 
 // pump moves the events that outlived the debounce window to the queue,
-// those of this instance's rooms only, each once across instances.
+// those of this instance's rooms only, each once across instances. Those
+// seen before the store was first ready are the memberships it found, not
+// transitions.
 func (s *Sender) pump(ctx context.Context) {
 	defer s.wg.Done()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var ready time.Time
+	checkReady := func(now time.Time) {
+		if ready.IsZero() && s.cfg.Ready(ctx) == nil {
+			ready = now
+		}
+	}
+	checkReady(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			checkReady(now)
+			due := s.debounce.release(now)
+			if len(due) > 0 {
+				s.elect.refresh(ctx, now)
+			}
 			var mine []Event
-			for _, e := range s.debounce.release(now) {
-				if s.cfg.Sends == nil || s.cfg.Sends(e.Room) {
-					if s.claim(ctx, e.ID) {
-						mine = append(mine, e)
-					}
+			for _, e := range due {
+				if !ready.IsZero() && !e.At.Before(ready) && s.elect.sends(e.Room) && s.claim(ctx, e.ID) {
+					mine = append(mine, e)
 				}
 			}
 			if len(mine) == 0 {
@@ -154,7 +172,7 @@ func (s *Sender) claim(ctx context.Context, id string) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	ok, err := s.cfg.Claim(ctx, id)
+	ok, err := s.cfg.Claim(ctx, id, s.cfg.keep)
 	return ok || err != nil
 }
 
