@@ -37,8 +37,8 @@ func (s *Redis) LiveInstances(ctx context.Context) ([]string, error) {
 }
 
 // ClaimHook marks a webhook event as queued, for keep; false: another
-// instance claimed it first. Claims go to the write node, which every
-// region shares.
+// instance claimed it first. Claims go to the write node: the primary
+// every region shares, or (KeyDB) the region's own.
 func (s *Redis) ClaimHook(ctx context.Context, id string, keep time.Duration) (bool, error) {
 	c := s.write
 	err := c.Do(ctx, c.B().Set().Key(hookKey(id)).Value("1").Nx().Px(keep).Build()).Error()
