@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -276,4 +278,22 @@ func TestMultiRegionWebhooks(t *testing.T) {
 	rcv.quiet("wh/a", wantA)
 	rcv.quiet("wh/b", wantB)
 	rcv.checkUnique()
+}
+
+// A webhook URL needs a usable URL and a secret long enough to sign with.
+func TestWebhookConfig(t *testing.T) {
+	for _, c := range []struct {
+		url, secret, want string
+	}{
+		{"http://127.0.0.1:1/hook", "", "WEBHOOK_SECRET"},
+		{"http://127.0.0.1:1/hook", "short", "WEBHOOK_SECRET"},
+		{"ftp://127.0.0.1/hook", hookSecret, "-webhook-url"},
+		{"/hook", hookSecret, "-webhook-url"},
+	} {
+		err := run(context.Background(), []string{"-addr", "127.0.0.1:0", "-webhook-url", c.url},
+			func(k string) string { return map[string]string{"WEBHOOK_SECRET": c.secret}[k] }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("-webhook-url %q, WEBHOOK_SECRET %q: %v, want an error naming %s", c.url, c.secret, err, c.want)
+		}
+	}
 }
