@@ -193,7 +193,8 @@ func openStore(getenv func(string) string, cfg presence.RedisConfig) (presence.S
 func startWebhooks(store presence.Store, cfg webhook.Config) *webhook.Sender {
 	cfg.Ready = store.Ready
 	if r, ok := store.(*presence.Redis); ok {
-		cfg.Instance, cfg.Peers, cfg.Claim = r.Instance(), r.LiveInstances, r.ClaimHook
+		cfg.Instance, cfg.Peers = r.Instance(), r.LiveInstances
+		cfg.Claim, cfg.Done, cfg.Take = r.ClaimHook, r.HooksDone, r.TakeHooks
 	}
 	hooks := webhook.New(cfg)
 	store.(interface {

@@ -87,6 +87,12 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.batches = append(r.batches, time.Now())
 }
 
+func (r *hookReceiver) refusedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
+}
+
 // room returns the events of one room so far, as "type user".
 func (r *hookReceiver) room(name string) []string {
 	r.mu.Lock()
@@ -277,6 +283,53 @@ func TestMultiRegionWebhooks(t *testing.T) {
 	rcv.wait("wh/b", wantB, 10*time.Second)
 	rcv.quiet("wh/a", wantA)
 	rcv.quiet("wh/b", wantB)
+	rcv.checkUnique()
+}
+
+// Events an instance claimed but could not deliver are not lost when it
+// dies: they wait in its outbox in the store, and the instance that sees it
+// gone delivers them. The endpoint is down while every instance but the
+// one holding the viewers is killed -9, so each room's events, whichever
+// instance claimed them, reach the endpoint only through that survivor.
+func TestWebhooksOutliveTheirSender(t *testing.T) {
+	rcv := newHookReceiver(t)
+	var up sync.Mutex // held while the endpoint is down
+	var down bool
+	rcv.refuse = func() bool { up.Lock(); defer up.Unlock(); return down }
+	setDown := func(d bool) { up.Lock(); down = d; up.Unlock() }
+	setDown(true)
+	c := startClusterWith(t, []string{"-webhook-url", rcv.URL}, []string{"WEBHOOK_SECRET=" + hookSecret})
+	ams, iad, syd := c.Region("ams"), c.Region("iad"), c.Region("syd")
+	survivor := ams.Apps[0]
+	b := newBrowserClient(t)
+	home := &app{URL: survivor.URL()}
+	visit(t, home, b)
+	id := fullID(t, home, b)
+	const rooms = 16 // claimed by 4 instances: some surely by those killed
+	for i := range rooms {
+		s := openStream(t, survivor.URL(), b, fmt.Sprintf("/rooms/wh/out-%d/events?format=json", i))
+		s.waitFor(t, "tabs", func(string) bool { return true })
+	}
+	// Past the debounce, every room's events are claimed and queued.
+	deadline := time.Now().Add(15 * time.Second)
+	for rcv.refusedCount() < 3 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	for _, a := range []*cluster.App{ams.Apps[1], iad.Apps[0], syd.Apps[0]} {
+		if err := a.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Their liveness keys expire (6 s); then the endpoint comes back.
+	time.Sleep(8 * time.Second)
+	setDown(false)
+	for i := range rooms {
+		rcv.wait(fmt.Sprintf("wh/out-%d", i), []string{"room.occupied ", "member.added " + id}, 45*time.Second)
+	}
+	if !strings.Contains(survivor.Log(), "took over a gone instance's webhook events") {
+		t.Fatalf("no room's events were claimed by a killed instance: the takeover went untested\n%s", survivor.Log())
+	}
 	rcv.checkUnique()
 }
 

@@ -64,6 +64,7 @@ func opKey(id string) string              { return "gp::op:" + id }
 func roomChannel(room string) string      { return roomChannelPrefix + room }
 func membersKey(inst string) string       { return "gp::members:" + inst }
 func hookKey(id string) string            { return "gp::hook:" + id }
+func outboxKey(inst string) string        { return "gp::outbox:" + inst }
 
 const (
 	// instancesKey indexes every instance, so that a reader loads every

@@ -27,6 +27,10 @@ var (
 	reapLua string
 	//go:embed lua/retire.lua
 	retireLua string
+	//go:embed lua/claimhook.lua
+	claimHookLua string
+	//go:embed lua/takehooks.lua
+	takeHooksLua string
 
 	switchScript    = rueidis.NewLuaScript(switchLua)
 	sayScript       = rueidis.NewLuaScript(sayLua)
@@ -36,4 +40,6 @@ var (
 	mergeFeedScript = rueidis.NewLuaScript(mergeFeedLua)
 	reapScript      = rueidis.NewLuaScript(reapLua)
 	retireScript    = rueidis.NewLuaScript(retireLua)
+	claimHookScript = rueidis.NewLuaScript(claimHookLua)
+	takeHooksScript = rueidis.NewLuaScript(takeHooksLua)
 )

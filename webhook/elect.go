@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"hash/fnv"
+	"slices"
 	"time"
 )
 
@@ -18,17 +19,26 @@ type elector struct {
 	read  time.Time
 }
 
-// refresh re-reads the live instances, at most once a second; on an error
-// it keeps the last set.
-func (e *elector) refresh(ctx context.Context, now time.Time) {
-	if e.peers == nil || now.Sub(e.read) < time.Second {
-		return
+// refresh re-reads the live instances if the last read is older than
+// maxAge, and returns those that were live then and are not now; on an
+// error it keeps the last set.
+func (e *elector) refresh(ctx context.Context, now time.Time, maxAge time.Duration) (gone []string) {
+	if e.peers == nil || now.Sub(e.read) < maxAge {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if live, err := e.peers(ctx); err == nil {
-		e.live, e.read = live, now
+	live, err := e.peers(ctx)
+	if err != nil {
+		return nil
 	}
+	for _, inst := range e.live {
+		if !slices.Contains(live, inst) {
+			gone = append(gone, inst)
+		}
+	}
+	e.live, e.read = live, now
+	return gone
 }
 
 // sends tells whether this instance sends the room's events. Not knowing

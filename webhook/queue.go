@@ -20,9 +20,9 @@ type queue struct {
 	next  uint64
 }
 
-// push appends events and reports how many of the oldest were dropped to
-// stay within the cap.
-func (q *queue) push(evs []Event, now time.Time) (dropped int) {
+// push appends events and returns the oldest it dropped to stay within
+// the cap.
+func (q *queue) push(evs []Event, now time.Time) (dropped []queued) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, e := range evs {
@@ -30,22 +30,22 @@ func (q *queue) push(evs []Event, now time.Time) (dropped int) {
 		q.items = append(q.items, queued{e, q.next, now})
 	}
 	if over := len(q.items) - q.cap; over > 0 {
+		dropped = q.items[:over]
 		q.items = append(q.items[:0:0], q.items[over:]...) // a fresh array: let the dropped go
-		dropped = over
 	}
 	return dropped
 }
 
-// head drops the events queued before expired (reporting how many) and
+// head drops the events queued before expired, returning them, and
 // returns up to limit of the rest, oldest first.
-func (q *queue) head(limit int, expired time.Time) ([]queued, int) {
+func (q *queue) head(limit int, expired time.Time) (head, old []queued) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	old := 0
-	for old < len(q.items) && q.items[old].since.Before(expired) {
-		old++
+	n := 0
+	for n < len(q.items) && q.items[n].since.Before(expired) {
+		n++
 	}
-	q.items = q.items[old:]
+	old, q.items = q.items[:n:n], q.items[n:]
 	return append([]queued(nil), q.items[:min(limit, len(q.items))]...), old
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -35,9 +36,14 @@ type Config struct {
 	// instance sends its rooms' events. Peers nil: one instance.
 	Instance string
 	Peers    func(context.Context) ([]string, error)
-	// Claim takes an event ID in the store for keep, so that no other
-	// instance sends it too; false: one did. nil: no guard (one instance).
-	Claim   func(ctx context.Context, id string, keep time.Duration) (bool, error)
+	// Claim takes an event in the store for keep, so that no other
+	// instance sends it too (false: one did), and keeps it in this
+	// instance's outbox until Done, so that Take by another instance finds
+	// it if this one dies first. nil: no guard and no outbox (one
+	// instance).
+	Claim   func(ctx context.Context, id string, event []byte, keep time.Duration) (bool, error)
+	Done    func(ctx context.Context, ids []string) error
+	Take    func(ctx context.Context, dead string) ([][]byte, error)
 	Metrics prometheus.Registerer
 	Log     *slog.Logger
 
@@ -140,21 +146,30 @@ func (s *Sender) pump(ctx context.Context) {
 		case now := <-tick.C:
 			checkReady(now)
 			due := s.debounce.release(now)
+			// A second-old set of live instances is fresh enough to notice
+			// the dead (and take over their events); who sends a room's
+			// events needs today's, or instances that read the set at
+			// different times may each leave a room to another.
+			maxAge := time.Second
 			if len(due) > 0 {
-				s.elect.refresh(ctx, now)
+				maxAge = 100 * time.Millisecond
 			}
 			var mine []Event
+			for _, dead := range s.elect.refresh(ctx, now, maxAge) {
+				mine = append(mine, s.take(ctx, dead)...)
+			}
 			for _, e := range due {
-				if !ready.IsZero() && !e.At.Before(ready) && s.elect.sends(e.Room) && s.claim(ctx, e.ID) {
+				if !ready.IsZero() && !e.At.Before(ready) && s.elect.sends(e.Room) && s.claim(ctx, e) {
 					mine = append(mine, e)
 				}
 			}
 			if len(mine) == 0 {
 				continue
 			}
-			if n := s.queue.push(mine, now); n > 0 {
-				s.events.WithLabelValues("dropped").Add(float64(n))
-				s.cfg.Log.Warn("webhook queue full: dropped the oldest events", "events", n)
+			if dropped := s.queue.push(mine, now); len(dropped) > 0 {
+				s.events.WithLabelValues("dropped").Add(float64(len(dropped)))
+				s.cfg.Log.Warn("webhook queue full: dropped the oldest events", "events", len(dropped))
+				s.done(ctx, dropped)
 			}
 			select {
 			case s.wake <- struct{}{}:
@@ -166,14 +181,64 @@ func (s *Sender) pump(ctx context.Context) {
 
 // claim tells whether to send an event: if the store cannot say, send it
 // (at least once).
-func (s *Sender) claim(ctx context.Context, id string) bool {
+func (s *Sender) claim(ctx context.Context, e Event) bool {
 	if s.cfg.Claim == nil {
+		return true
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
 		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	ok, err := s.cfg.Claim(ctx, id, s.cfg.keep)
+	ok, err := s.cfg.Claim(ctx, e.ID, b, s.cfg.keep)
 	return ok || err != nil
+}
+
+// take adopts the undelivered events of an instance that died, oldest
+// first. An instance taken for dead while it was only stalled may send
+// them too: receivers drop the copies by ID.
+func (s *Sender) take(ctx context.Context, dead string) []Event {
+	if s.cfg.Take == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	raw, err := s.cfg.Take(ctx, dead)
+	if err != nil {
+		s.cfg.Log.Warn("taking over a gone instance's webhook events", "instance", dead, "err", err)
+		return nil
+	}
+	evs := make([]Event, 0, len(raw))
+	for _, b := range raw {
+		var e Event
+		if json.Unmarshal(b, &e) == nil {
+			evs = append(evs, e)
+		}
+	}
+	slices.SortStableFunc(evs, func(a, b Event) int { return a.At.Compare(b.At) })
+	if len(evs) > 0 {
+		s.cfg.Log.Info("took over a gone instance's webhook events", "instance", dead, "events", len(evs))
+	}
+	return evs
+}
+
+// done removes events from this instance's outbox in the store: delivered,
+// or given up. If that fails they stay, to be sent again by whoever takes
+// this instance's outbox: at least once.
+func (s *Sender) done(ctx context.Context, evs []queued) {
+	if s.cfg.Done == nil || len(evs) == 0 {
+		return
+	}
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.cfg.Done(ctx, ids); err != nil {
+		s.cfg.Log.Warn("clearing delivered webhook events from the store", "events", len(ids), "err", err)
+	}
 }
 
 // deliver posts the queue's head, a batch at most every cfg.every, and
@@ -198,9 +263,10 @@ func (s *Sender) deliver(ctx context.Context) {
 		}
 		now := time.Now()
 		evs, expired := s.queue.head(maxBatch, now.Add(-s.cfg.keep))
-		if expired > 0 {
-			s.events.WithLabelValues("expired").Add(float64(expired))
-			s.cfg.Log.Warn("webhook events undelivered for too long: dropped", "events", expired)
+		if len(expired) > 0 {
+			s.events.WithLabelValues("expired").Add(float64(len(expired)))
+			s.cfg.Log.Warn("webhook events undelivered for too long: dropped", "events", len(expired))
+			s.done(ctx, expired)
 		}
 		if len(evs) == 0 {
 			continue
@@ -215,6 +281,7 @@ func (s *Sender) deliver(ctx context.Context) {
 		}
 		backoff = 0
 		s.queue.done(evs[len(evs)-1].n)
+		s.done(ctx, evs)
 		s.requests.WithLabelValues("ok").Inc()
 		s.events.WithLabelValues("delivered").Add(float64(len(evs)))
 	}
