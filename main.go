@@ -191,7 +191,6 @@ func openStore(getenv func(string) string, cfg presence.RedisConfig) (presence.S
 // startWebhooks feeds the store's membership transitions to a webhook
 // sender; with Redis the instances share the rooms and claim each event.
 func startWebhooks(store presence.Store, cfg webhook.Config) *webhook.Sender {
-	cfg.Ready = store.Ready
 	if r, ok := store.(*presence.Redis); ok {
 		cfg.Instance, cfg.Peers = r.Instance(), r.LiveInstances
 		cfg.Claim, cfg.Done, cfg.Take = r.ClaimHook, r.HooksDone, r.TakeHooks

@@ -48,14 +48,16 @@ const (
 // MemberEvent is one global transition; Inst and Region are the instance
 // whose membership caused it ("" in the memory store) and its region. Gone
 // says a removal came with the whole instance (dead, or closed), not a
-// closing tab: no reload will undo it.
+// closing tab: no reload will undo it. Initial says it came while this
+// instance first loaded what was there before it started: not a change.
 type MemberEvent struct {
-	Type   MemberEventType
-	Room   string
-	User   UserID
-	Inst   string
-	Region string
-	Gone   bool
+	Type    MemberEventType
+	Room    string
+	User    UserID
+	Inst    string
+	Region  string
+	Gone    bool
+	Initial bool
 }
 
 // Members is the global membership index: which instances (in which
@@ -69,6 +71,8 @@ type Members struct {
 	rooms     map[string]*roomMembers
 	userRooms map[UserID]map[string]bool
 	observers []func(MemberEvent)
+	self      string // this instance: its own changes are transitions from the start
+	primed    bool   // see prime
 }
 
 // roomMembers is one occupied room: per user, per region, how many
@@ -86,6 +90,14 @@ func newMembers() *Members {
 		rooms:     make(map[string]*roomMembers),
 		userRooms: make(map[UserID]map[string]bool),
 	}
+}
+
+// prime marks the first load of what other instances hold as done: what
+// changes from then on are transitions.
+func (m *Members) prime() {
+	m.mu.Lock()
+	m.primed = true
+	m.mu.Unlock()
 }
 
 // Observe registers fn to hear every global transition, in order. It runs
@@ -231,14 +243,16 @@ func (m *Members) delLocked(inst string, mb member, gone bool) {
 	if len(m.userRooms[mb.User]) == 0 {
 		delete(m.userRooms, mb.User)
 	}
-	m.emit(MemberEvent{MemberRemoved, mb.Room, mb.User, inst, region, gone})
+	m.emit(MemberEvent{Type: MemberRemoved, Room: mb.Room, User: mb.User, Inst: inst, Region: region, Gone: gone})
 	if len(r.users) == 0 {
 		delete(m.rooms, mb.Room)
-		m.emit(MemberEvent{RoomVacated, mb.Room, mb.User, inst, region, gone})
+		m.emit(MemberEvent{Type: RoomVacated, Room: mb.Room, User: mb.User, Inst: inst, Region: region, Gone: gone})
 	}
 }
 
+// emit runs under m.mu.
 func (m *Members) emit(e MemberEvent) {
+	e.Initial = !m.primed && e.Inst != m.self
 	for _, fn := range m.observers {
 		fn(e)
 	}

@@ -133,3 +133,22 @@ func TestMemoryOccupancy(t *testing.T) {
 		t.Fatalf("after Close: %v", got)
 	}
 }
+
+// What other instances held when this one started is not a change: events
+// from its first load are marked Initial; its own memberships, and all
+// after the load, are transitions.
+func TestMembersInitialLoad(t *testing.T) {
+	m := newMembers()
+	m.self = "me"
+	var got []string
+	m.Observe(func(e MemberEvent) { got = append(got, fmt.Sprintf("%s %s %v", e.Type, e.Inst, e.Initial)) })
+	m.replace("other", map[member]string{{"a", "U"}: "ams"})
+	m.set("me", member{"b", "V"}, "ams")
+	m.prime()
+	m.set("other", member{"a", "W"}, "ams")
+	want := []string{"room.occupied other true", "member.added other true",
+		"room.occupied me false", "member.added me false", "member.added other false"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+}

@@ -230,9 +230,13 @@ func (s *Redis) resyncAll() error {
 	s.mu.Unlock()
 	err := s.rereadRooms(rooms)
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-	if merr := s.loadMembers(ctx); merr != nil && err == nil {
-		err = fmt.Errorf("memberships: %w", merr)
+	if merr := s.loadMembers(ctx); merr != nil {
+		if err == nil {
+			err = fmt.Errorf("memberships: %w", merr)
+		}
 		s.noteError(merr)
+	} else {
+		s.prime()
 	}
 	cancel()
 	s.notify(Change{Parts: AllParts})

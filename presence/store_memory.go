@@ -28,7 +28,9 @@ var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty embedded store for an app region.
 func NewMemory(region string) *Memory {
-	return &Memory{region: region, rooms: make(map[string]*memRoom), Members: newMembers(), refs: make(tabRefs)}
+	m := &Memory{region: region, rooms: make(map[string]*memRoom), Members: newMembers(), refs: make(tabRefs)}
+	m.prime() // one instance: nothing to load
+	return m
 }
 
 func (m *Memory) room(name string) *memRoom {

@@ -158,6 +158,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		health: health{err: errors.New("not subscribed yet"), read: nodeState{why: "not polled yet"}, write: nodeState{why: "not polled yet"}},
 	}
 	s.Members, s.members = newMembers(), newMemberSync()
+	s.Members.self = s.inst
 	s.enableNotifications(ctx)
 	s.wg.Add(3)
 	go s.worker()

@@ -29,9 +29,6 @@ type Config struct {
 	// Debounce is how long a departure waits for the arrival that cancels
 	// it [2 s].
 	Debounce time.Duration
-	// Ready tells whether the store has loaded every instance's
-	// memberships: what it reports before that was there already.
-	Ready func(context.Context) error
 	// Instance and Peers, the live instances, share the rooms: each
 	// instance sends its rooms' events. Peers nil: one instance.
 	Instance string
@@ -115,6 +112,9 @@ func New(cfg Config) *Sender {
 // Observe takes a transition; it is meant for presence.Members.Observe and
 // never blocks on the endpoint or the store.
 func (s *Sender) Observe(e presence.MemberEvent) {
+	if e.Initial {
+		return // what was there when this instance started: no change
+	}
 	s.debounce.add(newEvent(e, time.Now(), s.cfg.Debounce))
 }
 
@@ -125,26 +125,16 @@ func (s *Sender) Close() {
 }
 
 // pump moves the events that outlived the debounce window to the queue,
-// those of this instance's rooms only, each once across instances. Those
-// seen before the store was first ready are the memberships it found, not
-// transitions.
+// those of this instance's rooms only, each once across instances.
 func (s *Sender) pump(ctx context.Context) {
 	defer s.wg.Done()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var ready time.Time
-	checkReady := func(now time.Time) {
-		if ready.IsZero() && s.cfg.Ready(ctx) == nil {
-			ready = now
-		}
-	}
-	checkReady(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			checkReady(now)
 			due := s.debounce.release(now)
 			// A second-old set of live instances is fresh enough to notice
 			// the dead (and take over their events); who sends a room's
@@ -159,7 +149,7 @@ func (s *Sender) pump(ctx context.Context) {
 				mine = append(mine, s.take(ctx, dead)...)
 			}
 			for _, e := range due {
-				if !ready.IsZero() && !e.At.Before(ready) && s.elect.sends(e.Room) && s.claim(ctx, e) {
+				if s.elect.sends(e.Room) && s.claim(ctx, e) {
 					mine = append(mine, e)
 				}
 			}
