@@ -145,18 +145,11 @@ func (s *Server) embed(c echo.Context) error {
 		Theme:     theme,
 		Nonce:     newNonce(),
 	}
-	var buf bytes.Buffer
-	if err := s.cfg.Templates.ExecuteTemplate(&buf, "embed", data); err != nil {
-		return err
-	}
-	h := c.Response().Header()
 	// Framing is the point here; who may frame is -embed-origins. The
 	// nonce admits the one inline rule that marks the viewer's avatar.
-	h.Del("X-Frame-Options")
-	h.Set("Content-Security-Policy", strings.Replace(withStyleNonce(s.csp, data.Nonce),
+	c.Response().Header().Del("X-Frame-Options")
+	return s.servePage(c, "embed", data, strings.Replace(withStyleNonce(s.csp, data.Nonce),
 		"frame-ancestors 'none'", "frame-ancestors "+s.cfg.EmbedOrigins.frameAncestors(), 1))
-	h.Set("Cache-Control", "no-store")
-	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }
 
 // embedScript builds /embed.js: the custom element, with the badge's

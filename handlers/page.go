@@ -26,12 +26,19 @@ func (s *Server) page(c echo.Context) error {
 		Large:     s.cfg.Broadcaster.large,
 		Nonce:     newNonce(),
 	}
+	return s.servePage(c, "page", data, withHTMXEval(withStyleNonce(s.csp, data.Nonce)))
+}
+
+// servePage renders a whole page of the room's current state, never to be
+// cached, under its own Content-Security-Policy.
+func (s *Server) servePage(c echo.Context, name string, data any, csp string) error {
 	var buf bytes.Buffer
-	if err := s.cfg.Templates.ExecuteTemplate(&buf, "page", data); err != nil {
+	if err := s.cfg.Templates.ExecuteTemplate(&buf, name, data); err != nil {
 		return err
 	}
-	c.Response().Header().Set("Cache-Control", "no-store")
-	c.Response().Header().Set("Content-Security-Policy", withHTMXEval(withStyleNonce(s.csp, data.Nonce)))
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", csp)
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }
 
