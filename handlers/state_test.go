@@ -38,8 +38,8 @@ func roomWithTabs(t testing.TB, tabs int, watched bool) (*Server, *groupCounter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBroadcaster(store, bus.NewEmitter(1<<10), tmpl, BroadcasterConfig{Region: "ams", Coalesce: time.Millisecond, Heartbeat: time.Hour})
-	t.Cleanup(b.Close)
+	// The tabs join before the broadcaster watches the store: their
+	// changes must not still be re-rendering while the requests run.
 	ctx := context.Background()
 	for i := range tabs {
 		if err := store.Join(ctx, "big", presence.Tab{ID: fmt.Sprint(i), User: presence.UserID(fmt.Sprintf("%032x", i)),
@@ -47,6 +47,8 @@ func roomWithTabs(t testing.TB, tabs int, watched bool) (*Server, *groupCounter)
 			t.Fatal(err)
 		}
 	}
+	b := NewBroadcaster(store, bus.NewEmitter(1<<10), tmpl, BroadcasterConfig{Region: "ams", Coalesce: time.Millisecond, Heartbeat: time.Hour})
+	t.Cleanup(b.Close)
 	if watched {
 		sub, _, err := b.Attach(ctx, "big", "viewer", JSON)
 		if err != nil {
