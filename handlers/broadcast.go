@@ -317,8 +317,9 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 	if parts&presence.PartPresence == 0 {
 		return
 	}
-	b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, b.region, b.large) })
-	rs.counts, rs.regions = presence.TabCounts(snap.Regions), snap.Regions
+	counts := presence.TabCounts(snap.Regions)
+	b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, counts, b.region, b.large) })
+	rs.counts, rs.regions = counts, snap.Regions
 	for user, us := range rs.users {
 		if n := rs.tabsOf(user, us); n != us.count {
 			b.publishTabsLocked(room, user, us, n)

@@ -137,7 +137,7 @@ func (s *Server) embed(c echo.Context) error {
 	data := embedData{
 		You:       v.you,
 		State:     newStateView(v.snap, s.cfg.Region),
-		Badge:     newBadgeView(v.snap.Regions),
+		Badge:     newBadgeView(v.snap.Regions, len(presence.TabCounts(v.snap.Regions))),
 		Tabs:      badgeTabs{ID: v.you.ID, Tabs: v.tabs},
 		EventsURL: v.eventsURL(Badge),
 		RoomURL:   cmp.Or(roomBase(room), "/"),

@@ -90,10 +90,12 @@ const avatarSample = 12
 
 // regions renders the region cards: in a room with more than large users in
 // a region, the page shows a sample of avatars and the JSON stream counts.
-func (r renderer) regions(rs []presence.RegionView, here string, large int) (framed, error) {
-	v, total := newRegionViews(rs, here), len(presence.TabCounts(rs))
+// counts are the users' tabs (presence.TabCounts of rs), which the caller
+// keeps anyway: one entry per person, whatever their regions.
+func (r renderer) regions(rs []presence.RegionView, counts map[presence.UserID]int, here string, large int) (framed, error) {
+	v, total := newRegionViews(rs, here), len(counts)
 	return r.frameBadge(evRegions, regionsView{Total: total, Regions: sampleLarge(v, large, avatarSample)},
-		regionsView{Total: total, Regions: sampleLarge(v, large, -1)}, newBadgeView(rs))
+		regionsView{Total: total, Regions: sampleLarge(v, large, -1)}, newBadgeView(rs, total))
 }
 
 // messageRenders holds each message's fragment in both formats, by ID. A

@@ -34,7 +34,7 @@ func BenchmarkRenderRegions(b *testing.B) {
 		b.Run(fmt.Sprintf("users=%d", users), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := r.regions(regions, "ams", 50); err != nil {
+				if _, err := r.regions(regions, presence.TabCounts(regions), "ams", 50); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"globalpresence/presence"
@@ -274,24 +275,24 @@ type badgeRegion struct {
 	Count        int
 }
 
-// newBadgeView counts each user once, however many regions they are in
-// (tabs through two regions' instances are one viewer).
-func newBadgeView(regions []presence.RegionView) badgeView {
-	v := badgeView{Regions: make([]badgeRegion, 0, len(regions))}
-	seen := make(map[presence.UserID]bool)
+// newBadgeView samples each user once, however many regions they are in
+// (tabs through two regions' instances are one viewer); total is the
+// people in the room, counted likewise.
+func newBadgeView(regions []presence.RegionView, total int) badgeView {
+	v := badgeView{Total: total, Regions: make([]badgeRegion, 0, len(regions))}
+	var sampled []presence.UserID // at most badgeSample: a scan is cheaper than a map
 	for _, r := range regions {
 		v.Regions = append(v.Regions, badgeRegion{Region: r.Region, City: presence.City(r.Region), Count: len(r.Users)})
 		for _, u := range r.Users {
-			if seen[u.ID] {
-				continue
+			if len(v.Sample) == badgeSample {
+				break
 			}
-			seen[u.ID] = true
-			if len(v.Sample) < badgeSample {
+			if !slices.Contains(sampled, u.ID) {
+				sampled = append(sampled, u.ID)
 				v.Sample = append(v.Sample, userView{ID: u.ID.Short(), Colour: u.Colour, Tabs: u.Tabs, Profile: u.Profile})
 			}
 		}
 	}
-	v.Total = len(seen)
 	v.More = v.Total - len(v.Sample)
 	return v
 }

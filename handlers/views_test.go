@@ -13,10 +13,11 @@ import (
 func TestRegionsTotalCountsEachPersonOnce(t *testing.T) {
 	r := pageRenderer(t)
 	both, other := presence.UserID("AAAAAAAA"), presence.UserID("BBBBBBBB")
-	ev, err := r.regions([]presence.RegionView{
+	rs := []presence.RegionView{
 		{Region: "ams", Users: []presence.UserView{{ID: both, Colour: "red", Tabs: 1}, {ID: other, Colour: "red", Tabs: 1}}},
 		{Region: "syd", Users: []presence.UserView{{ID: both, Colour: "red", Tabs: 2}}},
-	}, "ams", 50)
+	}
+	ev, err := r.regions(rs, presence.TabCounts(rs), "ams", 50)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,6 +26,10 @@ func TestRegionsTotalCountsEachPersonOnce(t *testing.T) {
 	}
 	if js := string(ev[JSON].Frame); !strings.Contains(js, `"total":2`) {
 		t.Errorf("JSON total: %s", js)
+	}
+	if badge := string(ev[Badge].Frame); !strings.Contains(badge, "<strong>2</strong> people here now") ||
+		strings.Count(badge, `data-u="`) != 2 || strings.Contains(badge, "gp-more") {
+		t.Errorf("badge: total 2 and two avatars, each once: %s", badge)
 	}
 }
 
