@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"globalpresence/bus"
+	"globalpresence/internal/shrink"
 	"globalpresence/presence"
 )
 
@@ -90,10 +91,12 @@ type roomState struct {
 	regions []presence.RegionView
 }
 
+// userState keeps a user's count, not its render: three frames per user
+// were a tenth of the heap at 19,000 streams, and a render costs less than
+// the open that needs it.
 type userState struct {
 	conns int
-	tabs  framed
-	count int
+	count int // as last published
 }
 
 // BroadcasterConfig tunes a Broadcaster; zero values take defaults.
@@ -178,15 +181,14 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 	// Each attached connection is a tab about to join, so the count read
 	// before it joined is raised to them rather than shown low for a moment;
 	// the user's other connections are told first.
-	if us.conns++; rs.tabsOf(user, us) != us.count || us.tabs[f].Frame == nil {
-		b.publishTabsLocked(room, user, us, rs.tabsOf(user, us))
-	}
+	us.conns++
+	tabs := b.publishTabsLocked(room, user, us, rs.tabsOf(user, us))
 	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
 	// Status first: a client knows whether what follows is live before
 	// it shows it. Tabs last.
 	snapshot := make([][]byte, 0, 6)
 	for _, frame := range [][]byte{rs.parts[evStatus][f].Frame, rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame,
-		rs.parts[evMessages][f].Frame, rs.parts[evLatency][f].Frame, us.tabs[f].Frame} {
+		rs.parts[evMessages][f].Frame, rs.parts[evLatency][f].Frame, tabs[f].Frame} {
 		if frame != nil { // the badge lacks some parts
 			snapshot = append(snapshot, frame)
 		}
@@ -241,10 +243,7 @@ func (b *Broadcaster) Detach(room string, user presence.UserID, sub *bus.Subscri
 		}
 	}
 	if rs.conns--; rs.conns == 0 {
-		delete(b.rooms, room)
-		if len(b.rooms) == 0 {
-			b.rooms = make(map[string]*roomState) // a map never shrinks: let the grown one go
-		}
+		shrink.Delete(&b.rooms, room)
 	}
 }
 
@@ -381,15 +380,19 @@ func (b *Broadcaster) showInPassing(room string, rs *roomState, recent []presenc
 	}
 }
 
-// publishTabsLocked tells every connection of user their new tab count.
-func (b *Broadcaster) publishTabsLocked(room string, user presence.UserID, us *userState, n int) {
+// publishTabsLocked renders user's tab count n and, if it changed, tells
+// every connection of user. It returns the render for a new connection.
+func (b *Broadcaster) publishTabsLocked(room string, user presence.UserID, us *userState, n int) framed {
 	tabs, err := b.r.tabs(user, n)
 	if err != nil {
 		b.log.Error("rendering tabs", "err", err)
-		return
+		return framed{}
 	}
-	us.count, us.tabs = n, tabs
-	b.publish(room, user, tabs)
+	if n != us.count {
+		us.count = n
+		b.publish(room, user, tabs)
+	}
+	return tabs
 }
 
 // update renders one part and publishes it if it differs from the last

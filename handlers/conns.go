@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+
+	"globalpresence/internal/shrink"
 )
 
 // connCap caps the connections one client address (an IPv6 /64) holds
@@ -48,9 +50,9 @@ func (cc *connCap) track(c net.Conn, st http.ConnState) {
 		if !ok {
 			return
 		}
-		delete(cc.counted, c)
+		shrink.Delete(&cc.counted, c)
 		if cc.byClient[key]--; cc.byClient[key] <= 0 {
-			delete(cc.byClient, key)
+			shrink.Delete(&cc.byClient, key)
 		}
 	}
 }

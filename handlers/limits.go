@@ -10,6 +10,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
+
+	"globalpresence/internal/shrink"
 )
 
 // Limits bounds what one client can do; zero values take the defaults.
@@ -145,10 +147,7 @@ func (s *streamCounter) release(client string) {
 	defer s.mu.Unlock()
 	s.open--
 	if s.byClient[client]--; s.byClient[client] <= 0 {
-		delete(s.byClient, client)
-		if len(s.byClient) == 0 {
-			s.byClient = make(map[string]int) // a map never shrinks: let the grown one go
-		}
+		shrink.Delete(&s.byClient, client)
 	}
 }
 

@@ -3,6 +3,7 @@ package handlers
 import (
 	"net/http"
 	"strings"
+	"unique"
 
 	"github.com/labstack/echo/v4"
 
@@ -42,7 +43,9 @@ func withRoom(c echo.Context, name string, h echo.HandlerFunc) error {
 	if !presence.ValidRoom(name) {
 		return errBadRoom
 	}
-	c.Set(roomKey, name)
+	// One copy of the name per room: the path is a slice of the request's
+	// first line, which a stream would otherwise keep for its whole life.
+	c.Set(roomKey, unique.Make(name).Value())
 	return h(c)
 }
 

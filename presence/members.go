@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"globalpresence/internal/shrink"
 )
 
 // Occupancy answers the rooms API from memory: which rooms are occupied,
@@ -69,17 +71,50 @@ type Members struct {
 	mu        sync.Mutex
 	byInst    map[string]map[member]string // instance → its memberships → its region
 	rooms     map[string]*roomMembers
-	userRooms map[UserID]map[string]bool
+	userRooms map[UserID][]string // nearly always one room: a slice, not a map per user
 	observers []func(MemberEvent)
 	self      string // this instance: its own changes are transitions from the start
 	primed    bool   // see prime
 }
 
-// roomMembers is one occupied room: per user, per region, how many
-// instances hold them; and per region how many distinct users.
+// roomMembers is one occupied room: where each user is held, and per
+// region how many distinct users.
 type roomMembers struct {
-	users   map[UserID]map[string]int
+	users   map[UserID]holders
 	regions map[string]int
+}
+
+// holders counts, per region, the instances holding one user in one room.
+// Nearly always one region and one instance: a short slice, where a map per
+// user cost a few hundred bytes each at 19,000 users.
+type holders []regionCount
+
+type regionCount struct {
+	region string
+	n      int
+}
+
+// add counts an instance in region and tells whether it is the region's first.
+func (h *holders) add(region string) bool {
+	for i := range *h {
+		if (*h)[i].region == region {
+			(*h)[i].n++
+			return false
+		}
+	}
+	*h = append(*h, regionCount{region, 1})
+	return true
+}
+
+// remove uncounts an instance in region and tells whether it was the
+// region's last.
+func (h *holders) remove(region string) bool {
+	i := slices.IndexFunc(*h, func(c regionCount) bool { return c.region == region })
+	if (*h)[i].n--; (*h)[i].n > 0 {
+		return false
+	}
+	*h = slices.Delete(*h, i, i+1)
+	return true
 }
 
 var _ Occupancy = (*Members)(nil)
@@ -88,7 +123,7 @@ func newMembers() *Members {
 	return &Members{
 		byInst:    make(map[string]map[member]string),
 		rooms:     make(map[string]*roomMembers),
-		userRooms: make(map[UserID]map[string]bool),
+		userRooms: make(map[UserID][]string),
 	}
 }
 
@@ -135,7 +170,9 @@ func (m *Members) Occupied(prefix string, limit int) []RoomCount {
 func (m *Members) UserRooms(user UserID) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Sorted(maps.Keys(m.userRooms[user]))
+	rooms := slices.Clone(m.userRooms[user])
+	slices.Sort(rooms)
+	return rooms
 }
 
 // instances lists the instances holding memberships.
@@ -199,23 +236,19 @@ func (m *Members) addLocked(inst string, mb member, region string) {
 	mine[mb] = region
 	r := m.rooms[mb.Room]
 	if r == nil {
-		r = &roomMembers{users: make(map[UserID]map[string]int), regions: make(map[string]int)}
+		r = &roomMembers{users: make(map[UserID]holders), regions: make(map[string]int)}
 		m.rooms[mb.Room] = r
 		m.emit(MemberEvent{Type: RoomOccupied, Room: mb.Room, User: mb.User, Inst: inst, Region: region})
 	}
-	where := r.users[mb.User]
-	if where == nil {
-		where = make(map[string]int)
-		r.users[mb.User] = where
-		if m.userRooms[mb.User] == nil {
-			m.userRooms[mb.User] = make(map[string]bool)
-		}
-		m.userRooms[mb.User][mb.Room] = true
+	where, held := r.users[mb.User]
+	if !held {
+		m.userRooms[mb.User] = append(m.userRooms[mb.User], mb.Room)
 		m.emit(MemberEvent{Type: MemberAdded, Room: mb.Room, User: mb.User, Inst: inst, Region: region})
 	}
-	if where[region]++; where[region] == 1 {
+	if where.add(region) {
 		r.regions[region]++
 	}
+	r.users[mb.User] = where
 }
 
 func (m *Members) delLocked(inst string, mb member, gone bool) {
@@ -223,29 +256,32 @@ func (m *Members) delLocked(inst string, mb member, gone bool) {
 	if !ok {
 		return
 	}
-	delete(m.byInst[inst], mb)
-	if len(m.byInst[inst]) == 0 {
+	mine := m.byInst[inst]
+	if shrink.Delete(&mine, mb); len(mine) == 0 {
 		delete(m.byInst, inst)
+	} else {
+		m.byInst[inst] = mine
 	}
 	r := m.rooms[mb.Room]
 	where := r.users[mb.User]
-	if where[region]--; where[region] == 0 {
-		delete(where, region)
+	if where.remove(region) {
 		if r.regions[region]--; r.regions[region] == 0 {
 			delete(r.regions, region)
 		}
 	}
 	if len(where) > 0 {
+		r.users[mb.User] = where
 		return
 	}
-	delete(r.users, mb.User)
-	delete(m.userRooms[mb.User], mb.Room)
-	if len(m.userRooms[mb.User]) == 0 {
-		delete(m.userRooms, mb.User)
+	shrink.Delete(&r.users, mb.User)
+	if rooms := slices.DeleteFunc(m.userRooms[mb.User], func(room string) bool { return room == mb.Room }); len(rooms) > 0 {
+		m.userRooms[mb.User] = rooms
+	} else {
+		shrink.Delete(&m.userRooms, mb.User)
 	}
 	m.emit(MemberEvent{Type: MemberRemoved, Room: mb.Room, User: mb.User, Inst: inst, Region: region, Gone: gone})
 	if len(r.users) == 0 {
-		delete(m.rooms, mb.Room)
+		shrink.Delete(&m.rooms, mb.Room)
 		m.emit(MemberEvent{Type: RoomVacated, Room: mb.Room, User: mb.User, Inst: inst, Region: region, Gone: gone})
 	}
 }
@@ -270,11 +306,11 @@ func (r tabRefs) add(room string, t Tab) bool {
 }
 
 // remove uncounts a tab and tells whether it was the membership's last.
-func (r tabRefs) remove(room string, t Tab) bool {
+func (r *tabRefs) remove(room string, t Tab) bool {
 	mb := member{room, t.User}
-	if r[mb]--; r[mb] > 0 {
+	if (*r)[mb]--; (*r)[mb] > 0 {
 		return false
 	}
-	delete(r, mb)
+	shrink.Delete(r, mb)
 	return true
 }

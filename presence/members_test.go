@@ -1,8 +1,10 @@
 package presence
 
 import (
+	"context"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -150,5 +152,46 @@ func TestMembersInitialLoad(t *testing.T) {
 		"room.occupied me false", "member.added me false", "member.added other false"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
+	}
+}
+
+// liveHeap is the heap's live bytes after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// A crowd that leaves takes its memory with it: every map that held it is
+// let go once empty, whatever its peak.
+func TestMembersGiveBackACrowdsMemory(t *testing.T) {
+	m := NewMemory("ams")
+	defer m.Close()
+	ctx := context.Background()
+	tab := func(i int) (string, Tab) {
+		return fmt.Sprintf("room-%d", i%10_000), Tab{ID: fmt.Sprintf("tab-%d", i), User: UserID(fmt.Sprintf("user-%d", i)), Region: "ams"}
+	}
+	base := liveHeap()
+	for i := range 20_000 {
+		room, t := tab(i)
+		_ = m.Join(ctx, room, t)
+	}
+	full := liveHeap()
+	for i := range 20_000 {
+		room, t := tab(i)
+		_ = m.Leave(ctx, room, t.ID)
+	}
+	after := liveHeap()
+	runtime.KeepAlive(m)
+	t.Logf("live heap: %d KiB, %d KiB with 20,000 tabs in 10,000 rooms, %d KiB after they left", base>>10, full>>10, after>>10)
+	if full < base+4<<20 {
+		t.Fatalf("20,000 tabs took only %d KiB: the test shows nothing", (full-base)>>10)
+	}
+	if after > base+128<<10 {
+		t.Errorf("%d KiB kept after everyone left", (after-base)>>10)
+	}
+	if n := len(m.Occupied("", 10)); n != 0 {
+		t.Errorf("%d rooms still occupied", n)
 	}
 }

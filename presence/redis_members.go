@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"globalpresence/internal/shrink"
 )
 
 // This file is the global membership index over Redis: each instance owns
@@ -157,7 +159,11 @@ func (s *Redis) writeMember(ctx context.Context, mb member) (int64, error) {
 		return seq, err
 	}
 	ms.mu.Lock()
-	ms.written[mb] = want
+	if want {
+		ms.written[mb] = true
+	} else {
+		shrink.Delete(&ms.written, mb) // absent is false: a leave must not cost a key forever
+	}
 	ms.seq = max(ms.seq, uint64(seq))
 	ms.mu.Unlock()
 	return seq, nil

@@ -141,3 +141,30 @@ func TestDecodeMemberWire(t *testing.T) {
 		}
 	}
 }
+
+// What the store was told of memberships that ended is forgotten: every
+// (room, user) pair ever seen would otherwise stay for the process's life.
+func TestRedisMembershipsEndedAreForgotten(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Instance: "ams-1", TTL: 2 * time.Second})
+	for i := range 200 {
+		room, id := fmt.Sprint("r", i%50), fmt.Sprint("t", i)
+		if err := s.Join(ctx, room, Tab{ID: id, User: UserID(fmt.Sprint("U", i)), Region: "ams", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Leave(ctx, room, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRooms(t, "[]", 5*time.Second, s)
+	s.members.mu.Lock()
+	written := len(s.members.written)
+	s.members.mu.Unlock()
+	s.mu.Lock()
+	refs := len(s.members.refs)
+	s.mu.Unlock()
+	if written != 0 || refs != 0 {
+		t.Errorf("after 200 memberships ended, %d are still recorded as written and %d counted", written, refs)
+	}
+}

@@ -3,6 +3,8 @@ package presence
 import (
 	"context"
 	"sync"
+
+	"globalpresence/internal/shrink"
 )
 
 // Memory is the embedded Store: every room in this process, for running with
@@ -87,14 +89,11 @@ func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
 	if r != nil {
 		var t Tab
 		if t, ok = r.tabs[tabID]; ok {
-			delete(r.tabs, tabID)
+			shrink.Delete(&r.tabs, tabID)
 			m.count(room, t, false)
 		}
 		if len(r.tabs) == 0 && len(r.lights) == 0 && len(r.feeds) == 0 {
-			delete(m.rooms, room) // nothing left to keep: an empty room costs nothing
-			if len(m.rooms) == 0 {
-				m.rooms = make(map[string]*memRoom) // a map never shrinks: let the grown one go
-			}
+			shrink.Delete(&m.rooms, room) // nothing left to keep: an empty room costs nothing
 		}
 	}
 	m.mu.Unlock()

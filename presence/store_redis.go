@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"globalpresence/internal/shrink"
 )
 
 // RedisConfig configures the Redis/KeyDB store.
@@ -432,11 +434,8 @@ func (s *Redis) noteSeq(room string, seq uint64) {
 // a later join continues it. s.mu must be held.
 func (s *Redis) dropMineIfEmptyLocked(room string) {
 	if len(s.mine[room]) == 0 && !s.stale[room] {
-		delete(s.mine, room)
-		delete(s.mySeq, room)
-		if len(s.mine) == 0 && len(s.mySeq) == 0 { // maps never shrink: let the grown ones go
-			s.mine, s.mySeq = make(map[string]map[string]Tab), make(map[string]uint64)
-		}
+		shrink.Delete(&s.mine, room)
+		shrink.Delete(&s.mySeq, room)
 	}
 }
 
