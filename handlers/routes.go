@@ -95,6 +95,9 @@ func New(cfg Config) *Server {
 	}
 	s.settle = newSettler(settleQuiet, settleLeast, func(opens, closes int) {
 		start := time.Now()
+		if c, ok := cfg.Store.(interface{ Compact() }); ok {
+			c.Compact()
+		}
 		debug.FreeOSMemory()
 		cfg.Log.Info("returned memory to the OS after a burst of stream opens or closes",
 			"opens", opens, "closes", closes, "ms", time.Since(start).Milliseconds())

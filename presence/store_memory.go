@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"globalpresence/internal/shrink"
@@ -132,6 +133,25 @@ func (m *Memory) Snapshot(_ context.Context, room string, parts Part) (Snapshot,
 		snap.Regions = GroupTabs(tabs)
 	}
 	return snap, nil
+}
+
+// Compact copies every room the store keeps, all at once, so that what
+// outlived a burst of traffic can give back the pages it was scattered over
+// (see compacted). It is meant for the end of a burst: it copies every tab
+// and message.
+func (m *Memory) Compact() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rooms := make(map[string]*memRoom, len(m.rooms))
+	for name, r := range m.rooms {
+		tabs := make(map[string]Tab, len(r.tabs))
+		for _, t := range r.tabs {
+			t = t.compacted()
+			tabs[t.ID] = t
+		}
+		rooms[strings.Clone(name)] = &memRoom{content: r.content.compacted(), tabs: tabs}
+	}
+	m.rooms = rooms
 }
 
 // Rooms is how many rooms are kept: those with tabs, a lightbulb record or
