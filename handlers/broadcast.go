@@ -80,7 +80,11 @@ func (b *Broadcaster) Stats() BroadcastStats {
 }
 
 type roomState struct {
-	conns  int
+	conns int
+	// watch counts the connections of each format: only those formats are
+	// rendered, and a format's first connection renders it from the state
+	// below.
+	watch  [numFormats]int
 	parts  map[string]framed  // latest render of status, light, regions, messages, latency
 	msgs   messageRenders     // fragments of the messages in that render
 	shown  []presence.Message // the messages in that render; nil before the first
@@ -89,6 +93,20 @@ type roomState struct {
 	// regions is the presence in that render, whole (cards are cut down
 	// only when rendered): what the room's page and JSON show.
 	regions []presence.RegionView
+	status  presence.Status
+	light   presence.Light
+	latency []presence.Latency
+}
+
+// watched is the set of formats the room's connections use.
+func (rs *roomState) watched() formats {
+	var fs formats
+	for f, n := range rs.watch {
+		if n > 0 {
+			fs |= formatSet(Format(f))
+		}
+	}
+	return fs
 }
 
 // userState keeps a user's count, not its render: three frames per user
@@ -127,7 +145,7 @@ func NewBroadcaster(store presence.Store, em *bus.Emitter, tmpl *template.Templa
 	b := &Broadcaster{
 		store:  store,
 		em:     em,
-		r:      renderer{tmpl},
+		r:      renderer{tmpl: tmpl},
 		region: cfg.Region,
 		large:  cfg.LargeRoom,
 		log:    cfg.Log,
@@ -172,6 +190,10 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 		b.mu.Lock()
 		rs = b.rooms[room]
 	}
+	if rs.watch[f] == 0 {
+		b.renderFormatLocked(rs, f)
+	}
+	rs.watch[f]++
 	rs.conns++
 	us := rs.users[user]
 	if us == nil {
@@ -182,7 +204,7 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 	// before it joined is raised to them rather than shown low for a moment;
 	// the user's other connections are told first.
 	us.conns++
-	tabs := b.publishTabsLocked(room, user, us, rs.tabsOf(user, us))
+	tabs := b.publishTabsLocked(room, rs, user, us, rs.tabsOf(user, us))
 	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
 	// Status first: a client knows whether what follows is live before
 	// it shows it. Tabs last.
@@ -228,8 +250,35 @@ func (b *Broadcaster) warm(ctx context.Context, room string) error {
 	return nil
 }
 
+// renderFormatLocked renders every part of rs in format f, which its
+// connections did not use until now, from what the last render showed.
+// b.mu must be held.
+func (b *Broadcaster) renderFormatLocked(rs *roomState, f Format) {
+	r := b.r.only(formatSet(f))
+	msgs, next, err := r.messages(rs.shown, rs.msgs)
+	if err == nil {
+		rs.msgs = next
+	}
+	for name, render := range map[string]func() (framed, error){
+		evStatus:   func() (framed, error) { return r.status(rs.status) },
+		evLight:    func() (framed, error) { return r.light(rs.light) },
+		evMessages: func() (framed, error) { return msgs, err },
+		evLatency:  func() (framed, error) { return r.latency(rs.latency, b.region) },
+		evRegions:  func() (framed, error) { return r.regions(rs.regions, rs.counts, b.region, b.large) },
+	} {
+		ev, err := render()
+		if err != nil {
+			b.log.Error("rendering", "part", name, "err", err)
+			continue
+		}
+		p := rs.parts[name]
+		p[f] = ev[f]
+		rs.parts[name] = p
+	}
+}
+
 // Detach undoes Attach; the room is forgotten with its last connection.
-func (b *Broadcaster) Detach(room string, user presence.UserID, sub *bus.Subscriber) {
+func (b *Broadcaster) Detach(room string, user presence.UserID, f Format, sub *bus.Subscriber) {
 	sub.Close()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -240,6 +289,12 @@ func (b *Broadcaster) Detach(room string, user presence.UserID, sub *bus.Subscri
 	if us := rs.users[user]; us != nil {
 		if us.conns--; us.conns == 0 {
 			delete(rs.users, user)
+		}
+	}
+	if rs.watch[f]--; rs.watch[f] == 0 {
+		for name, p := range rs.parts { // no longer rendered: not kept either
+			p[f] = bus.Event{}
+			rs.parts[name] = p
 		}
 	}
 	if rs.conns--; rs.conns == 0 {
@@ -291,19 +346,22 @@ func (b *Broadcaster) flush(room string, parts presence.Part) {
 	b.mu.Unlock()
 }
 
-// applyLocked renders the given parts of snap into rs and publishes those
-// that changed. b.mu must be held.
+// applyLocked renders the given parts of snap into rs, in the formats its
+// connections use, and publishes those that changed. b.mu must be held.
 func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snapshot, parts presence.Part) {
+	r := b.r.only(rs.watched())
 	if parts&presence.PartStatus != 0 {
-		b.update(room, rs, evStatus, func() (framed, error) { return b.r.status(snap.Status) })
+		rs.status = snap.Status
+		b.update(room, rs, evStatus, func() (framed, error) { return r.status(snap.Status) })
 	}
 	if parts&presence.PartLight != 0 {
-		b.update(room, rs, evLight, func() (framed, error) { return b.r.light(snap.Light) })
+		rs.light = snap.Light
+		b.update(room, rs, evLight, func() (framed, error) { return r.light(snap.Light) })
 	}
 	if parts&presence.PartMessages != 0 {
-		b.showInPassing(room, rs, snap.Recent)
+		b.showInPassing(room, rs, r, snap.Recent)
 		b.update(room, rs, evMessages, func() (framed, error) {
-			f, next, err := b.r.messages(snap.Messages, rs.msgs)
+			f, next, err := r.messages(snap.Messages, rs.msgs)
 			if err == nil {
 				rs.msgs, rs.shown = next, snap.Messages
 			}
@@ -311,17 +369,18 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 		})
 	}
 	if parts&presence.PartLatency != 0 {
-		b.update(room, rs, evLatency, func() (framed, error) { return b.r.latency(snap.Latency, b.region) })
+		rs.latency = snap.Latency
+		b.update(room, rs, evLatency, func() (framed, error) { return r.latency(snap.Latency, b.region) })
 	}
 	if parts&presence.PartPresence == 0 {
 		return
 	}
 	counts := presence.TabCounts(snap.Regions)
-	b.update(room, rs, evRegions, func() (framed, error) { return b.r.regions(snap.Regions, counts, b.region, b.large) })
+	b.update(room, rs, evRegions, func() (framed, error) { return r.regions(snap.Regions, counts, b.region, b.large) })
 	rs.counts, rs.regions = counts, snap.Regions
 	for user, us := range rs.users {
 		if n := rs.tabsOf(user, us); n != us.count {
-			b.publishTabsLocked(room, user, us, n)
+			b.publishTabsLocked(room, rs, user, us, n)
 		}
 	}
 }
@@ -338,7 +397,7 @@ func (rs *roomState) tabsOf(user presence.UserID, us *userState) int {
 // hide: messages that arrive together after a gap (a region that was cut
 // off catching up) are then each shown, not only the newest ten. b.mu must
 // be held.
-func (b *Broadcaster) showInPassing(room string, rs *roomState, recent []presence.Message) {
+func (b *Broadcaster) showInPassing(room string, rs *roomState, r renderer, recent []presence.Message) {
 	if rs.shown == nil {
 		return // a room's first render: its history was not missed
 	}
@@ -364,7 +423,7 @@ func (b *Broadcaster) showInPassing(room string, rs *roomState, recent []presenc
 		if final[m.ID] {
 			continue // shown by the new feed anyway
 		}
-		ev, frags, err := b.r.messages(list, rs.msgs)
+		ev, frags, err := r.messages(list, rs.msgs)
 		if err != nil {
 			b.log.Error("rendering", "part", evMessages, "err", err)
 			return
@@ -382,8 +441,8 @@ func (b *Broadcaster) showInPassing(room string, rs *roomState, recent []presenc
 
 // publishTabsLocked renders user's tab count n and, if it changed, tells
 // every connection of user. It returns the render for a new connection.
-func (b *Broadcaster) publishTabsLocked(room string, user presence.UserID, us *userState, n int) framed {
-	tabs, err := b.r.tabs(user, n)
+func (b *Broadcaster) publishTabsLocked(room string, rs *roomState, user presence.UserID, us *userState, n int) framed {
+	tabs, err := b.r.only(rs.watched()).tabs(user, n)
 	if err != nil {
 		b.log.Error("rendering tabs", "err", err)
 		return framed{}
@@ -403,12 +462,21 @@ func (b *Broadcaster) update(room string, rs *roomState, name string, render fun
 		b.log.Error("rendering", "part", name, "err", err)
 		return
 	}
-	if old, ok := rs.parts[name]; ok && bytes.Equal(old[JSON].Frame, ev[JSON].Frame) && bytes.Equal(old[HTML].Frame, ev[HTML].Frame) {
+	if old, ok := rs.parts[name]; ok && sameFrames(old, ev) {
 		return
 	}
 	rs.parts[name] = ev
 	b.published.Add(1)
 	b.publish(room, "", ev)
+}
+
+func sameFrames(a, b framed) bool {
+	for f := range numFormats {
+		if !bytes.Equal(a[f].Frame, b[f].Frame) {
+			return false
+		}
+	}
+	return true
 }
 
 // publish sends a part to the room's streams in every format that has it,

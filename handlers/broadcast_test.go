@@ -30,6 +30,7 @@ func TestAttachDetachEmptyRoomRace(t *testing.T) {
 	ctx := context.Background()
 
 	const rounds, workers, iters = 12, 64, 150
+	const keptFormat = Format((iters - 1) % int(numFormats)) // the format of each worker's last stream
 	for round := range rounds {
 		room := fmt.Sprintf("race-%d", round)
 		// Which workers keep their last stream open varies by round; every
@@ -50,7 +51,7 @@ func TestAttachDetachEmptyRoomRace(t *testing.T) {
 						kept[w] = sub
 						return
 					}
-					b.Detach(room, user, sub)
+					b.Detach(room, user, Format(i%int(numFormats)), sub)
 				}
 			})
 		}
@@ -69,8 +70,9 @@ func TestAttachDetachEmptyRoomRace(t *testing.T) {
 		rs := b.rooms[room]
 		var conns int
 		var users map[presence.UserID]int
+		var watch [numFormats]int
 		if rs != nil {
-			conns = rs.conns
+			conns, watch = rs.conns, rs.watch
 			users = make(map[presence.UserID]int, len(rs.users))
 			for u, us := range rs.users {
 				users[u] = us.conns
@@ -84,6 +86,8 @@ func TestAttachDetachEmptyRoomRace(t *testing.T) {
 			t.Fatalf("round %d: %d streams open, but the room is not registered", round, open)
 		case conns != open:
 			t.Fatalf("round %d: registered room counts %d conns, %d streams are open", round, conns, open)
+		case watch != [numFormats]int{keptFormat: open}:
+			t.Fatalf("round %d: registered room counts %v streams per format, %d are open in format %d", round, watch, open, keptFormat)
 		}
 		for w, sub := range kept {
 			if user := presence.UserID(fmt.Sprintf("%08X", w)); sub != nil && users[user] != 1 {
@@ -110,7 +114,7 @@ func TestAttachDetachEmptyRoomRace(t *testing.T) {
 
 		for w, sub := range kept {
 			if sub != nil {
-				b.Detach(room, presence.UserID(fmt.Sprintf("%08X", w)), sub)
+				b.Detach(room, presence.UserID(fmt.Sprintf("%08X", w)), keptFormat, sub)
 			}
 		}
 		b.mu.Lock()
@@ -154,7 +158,7 @@ func TestAttachedStreamCountsBeforeItJoins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Detach("home", "U", sub) })
+	t.Cleanup(func() { b.Detach("home", "U", JSON, sub) })
 	if tabs := string(snap[len(snap)-1]); !strings.Contains(tabs, `"tabs":1`) {
 		t.Fatalf("an attached stream starts with %q", tabs)
 	}
@@ -167,5 +171,90 @@ func TestAttachedStreamCountsBeforeItJoins(t *testing.T) {
 		if ev.Key == evTabs && strings.Contains(string(ev.Frame), `"tabs":0`) {
 			t.Fatalf("an attached stream was told %q", ev.Frame)
 		}
+	}
+}
+
+// A room renders only the formats its streams use. A format's first stream
+// still gets the snapshot a broadcaster rendering everything would give it,
+// and hears the changes from then on; its last stream takes the renders
+// with it.
+func TestOnlyWatchedFormatsAreRendered(t *testing.T) {
+	store := presence.NewMemory("ams")
+	b := newTestBroadcaster(t, store)
+	ctx := context.Background()
+	say := func(text string) {
+		t.Helper()
+		if _, err := store.Say(ctx, "r", presence.Post{User: "ABCDEF01", Colour: "red", From: "ams", Text: text}); err != nil {
+			t.Fatal(err)
+		}
+		b.flush("r", presence.PartMessages)
+	}
+	if err := store.Join(ctx, "r", presence.Tab{ID: "v", User: "ABCDEF01", Region: "ams"}); err != nil {
+		t.Fatal(err)
+	}
+	say("first")
+	held := func(f Format) []string {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		var names []string
+		for name, p := range b.rooms["r"].parts {
+			if p[f].Frame != nil {
+				names = append(names, name)
+			}
+		}
+		return names
+	}
+
+	js, _, err := b.Attach(ctx, "r", "U", JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Detach("r", "U", JSON, js)
+	say("second") // rendered in JSON alone
+	if h, bd := held(HTML), held(Badge); len(h)+len(bd) != 0 {
+		t.Fatalf("with JSON streams only, the room holds HTML renders of %v and badge renders of %v", h, bd)
+	}
+
+	html, snap, err := b.Attach(ctx, "r", "W", HTML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What rendering everything from scratch gives.
+	now, err := store.Snapshot(ctx, "r", presence.AllParts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]byte
+	for _, render := range []func() (framed, error){
+		func() (framed, error) { return b.r.status(now.Status) },
+		func() (framed, error) { return b.r.light(now.Light) },
+		func() (framed, error) {
+			return b.r.regions(now.Regions, presence.TabCounts(now.Regions), "ams", b.large)
+		},
+		func() (framed, error) { f, _, err := b.r.messages(now.Messages, nil); return f, err },
+		func() (framed, error) { return b.r.latency(now.Latency, "ams") },
+		func() (framed, error) { return b.r.tabs("W", 1) },
+	} {
+		ev, err := render()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ev[HTML].Frame)
+	}
+	if got, wanted := string(bytes.Join(snap, nil)), string(bytes.Join(want, nil)); got != wanted {
+		t.Fatalf("the first HTML stream's snapshot:\n%s\nwant, as rendered from scratch:\n%s", got, wanted)
+	}
+	_ = html.Take(nil)
+	say("third")
+	if !receives(html, "third", time.After(5*time.Second)) {
+		t.Fatal("the HTML stream did not hear a message posted after it opened")
+	}
+
+	b.Detach("r", "W", HTML, html)
+	if h := held(HTML); len(h) != 0 {
+		t.Fatalf("after its last HTML stream left, the room still holds HTML renders of %v", h)
+	}
+	if j := held(JSON); len(j) != 5 {
+		t.Fatalf("the JSON stream's room holds JSON renders of %v, want all 5 parts", j)
 	}
 }

@@ -61,7 +61,7 @@ func (s *Server) events(c echo.Context) error {
 		s.cfg.Log.Warn("registering a tab", "err", err)
 	}
 
-	st := &openStream{s: s, room: room, user: user, sub: sub, tab: tab.ID, client: client,
+	st := &openStream{s: s, room: room, user: user, format: format, sub: sub, tab: tab.ID, client: client,
 		id: w.Header().Get(echo.HeaderXRequestID), start: time.Now()}
 	if err := ctx.Err(); err != nil {
 		st.ended(err) // the client left already; nothing to answer
@@ -103,6 +103,7 @@ type openStream struct {
 	s      *Server
 	room   string
 	user   presence.UserID
+	format Format
 	sub    *bus.Subscriber
 	tab    string
 	client string
@@ -114,7 +115,7 @@ type openStream struct {
 // its own: a Leave may take a store round trip.
 func (st *openStream) ended(why error) {
 	s := st.s
-	s.cfg.Broadcaster.Detach(st.room, st.user, st.sub)
+	s.cfg.Broadcaster.Detach(st.room, st.user, st.format, st.sub)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if err := s.cfg.Store.Leave(ctx, st.room, st.tab); err != nil {
 		s.cfg.Log.Warn("removing a closed tab", "tab", st.tab, "err", err)

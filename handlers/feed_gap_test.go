@@ -46,7 +46,7 @@ func TestMessagesAfterAGapAreEachShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Detach("home", "U", sub) })
+	t.Cleanup(func() { b.Detach("home", "U", JSON, sub) })
 	if _, err := store.Say(ctx, "home", presence.Post{Text: "before"}); err != nil {
 		t.Fatal(err)
 	}

@@ -33,13 +33,32 @@ const (
 	evStatus   = "status"
 )
 
-// renderer turns views into framed SSE events in both formats at once, so
-// each change is rendered once however many clients receive it.
+// renderer turns views into framed SSE events in every format at once, so
+// each change is rendered once however many clients receive it. Formats in
+// skip are not rendered: a room's streams rarely use all three, and a
+// render nobody receives costs as much as one they do.
 type renderer struct {
 	tmpl *template.Template
+	skip formats
 }
 
 type framed [numFormats]bus.Event
+
+// formats is a set of formats.
+type formats uint8
+
+const allFormats formats = 1<<numFormats - 1
+
+func formatSet(f Format) formats     { return 1 << f }
+func (fs formats) has(f Format) bool { return fs&formatSet(f) != 0 }
+
+// only is r rendering the formats in want alone.
+func (r renderer) only(want formats) renderer {
+	r.skip = allFormats &^ want
+	return r
+}
+
+func (r renderer) wants(f Format) bool { return !r.skip.has(f) }
 
 // frame renders a part in every format: the page's template name, JSON,
 // and the embeds' template "badge-"+name when there is one (else the part
@@ -50,19 +69,22 @@ func (r renderer) frame(name string, view, jsonView any) (framed, error) {
 
 // frameBadge is frame with a view of its own for the badge.
 func (r renderer) frameBadge(name string, view, jsonView, badgeView any) (framed, error) {
-	h, err := r.html(name, view)
-	if err != nil {
-		return framed{}, err
+	var f framed
+	if r.wants(HTML) {
+		h, err := r.html(name, view)
+		if err != nil {
+			return framed{}, err
+		}
+		f[HTML] = bus.Event{Key: name, Frame: bus.Frame(name, h)}
 	}
-	j, err := json.Marshal(jsonView)
-	if err != nil {
-		return framed{}, err
+	if r.wants(JSON) {
+		j, err := json.Marshal(jsonView)
+		if err != nil {
+			return framed{}, err
+		}
+		f[JSON] = bus.Event{Key: name, Frame: bus.Frame(name, j)}
 	}
-	f := framed{
-		HTML: {Key: name, Frame: bus.Frame(name, h)},
-		JSON: {Key: name, Frame: bus.Frame(name, j)},
-	}
-	if r.tmpl.Lookup("badge-"+name) != nil {
+	if r.wants(Badge) && r.tmpl.Lookup("badge-"+name) != nil {
 		b, err := r.html("badge-"+name, badgeView)
 		if err != nil {
 			return framed{}, err
@@ -98,14 +120,15 @@ func (r renderer) regions(rs []presence.RegionView, counts map[presence.UserID]i
 		regionsView{Total: total, Regions: sampleLarge(v, large, -1)}, newBadgeView(rs, total))
 }
 
-// messageRenders holds each message's fragment in both formats, by ID. A
-// message never changes, so a feed update renders only the new one.
+// messageRenders holds each message's fragments, HTML (the page's and the
+// badge's) and JSON, by ID. A message never changes, so a feed update
+// renders only the new one, in the formats wanted.
 type messageRenders map[string][numFormats][]byte
 
-// messages renders the feed from the fragments in prev, rendering only the
-// messages missing there; it returns the fragments of this feed, for next
-// time. The result is byte for byte what the "messages" template and
-// json.Marshal of the views give.
+// messages renders the feed from the fragments in prev, rendering only what
+// is missing there; it returns the fragments of this feed, for next time.
+// The result is byte for byte what the "messages" template and json.Marshal
+// of the views give.
 func (r renderer) messages(ms []presence.Message, prev messageRenders) (framed, messageRenders, error) {
 	if len(ms) == 0 {
 		f, err := r.frame(evMessages, []messageView{}, struct {
@@ -113,22 +136,14 @@ func (r renderer) messages(ms []presence.Message, prev messageRenders) (framed, 
 		}{[]messageView{}})
 		return f, nil, err
 	}
+	needHTML, needJSON := r.wants(HTML) || r.wants(Badge), r.wants(JSON)
 	next := make(messageRenders, len(ms))
 	var html, js bytes.Buffer
 	js.WriteString(`{"messages":[`)
 	for i, m := range ms {
-		parts, ok := prev[m.ID]
-		if !ok {
-			v := newMessageView(m)
-			var h bytes.Buffer
-			if err := r.tmpl.ExecuteTemplate(&h, "message", v); err != nil {
-				return framed{}, nil, err
-			}
-			j, err := json.Marshal(v)
-			if err != nil {
-				return framed{}, nil, err
-			}
-			parts = [numFormats][]byte{HTML: h.Bytes(), JSON: j}
+		parts, err := r.message(m, prev[m.ID], needHTML, needJSON)
+		if err != nil {
+			return framed{}, nil, err
 		}
 		next[m.ID] = parts
 		html.Write(parts[HTML])
@@ -139,12 +154,44 @@ func (r renderer) messages(ms []presence.Message, prev messageRenders) (framed, 
 		js.Write(parts[JSON])
 	}
 	js.WriteString("]}")
-	feed := bus.Frame(evMessages, bytes.TrimSpace(html.Bytes()))
-	return framed{
-		HTML:  {Key: evMessages, Frame: feed},
-		JSON:  {Key: evMessages, Frame: bus.Frame(evMessages, js.Bytes())},
-		Badge: {Key: evMessages, Frame: feed},
-	}, next, nil
+	var f framed
+	if needHTML {
+		feed := bus.Event{Key: evMessages, Frame: bus.Frame(evMessages, bytes.TrimSpace(html.Bytes()))}
+		if r.wants(HTML) {
+			f[HTML] = feed
+		}
+		if r.wants(Badge) {
+			f[Badge] = feed
+		}
+	}
+	if needJSON {
+		f[JSON] = bus.Event{Key: evMessages, Frame: bus.Frame(evMessages, js.Bytes())}
+	}
+	return f, next, nil
+}
+
+// message adds to parts the fragments of m it lacks.
+func (r renderer) message(m presence.Message, parts [numFormats][]byte, needHTML, needJSON bool) ([numFormats][]byte, error) {
+	needHTML, needJSON = needHTML && parts[HTML] == nil, needJSON && parts[JSON] == nil
+	if !needHTML && !needJSON {
+		return parts, nil
+	}
+	v := newMessageView(m)
+	if needHTML {
+		var h bytes.Buffer
+		if err := r.tmpl.ExecuteTemplate(&h, "message", v); err != nil {
+			return parts, err
+		}
+		parts[HTML] = h.Bytes()
+	}
+	if needJSON {
+		j, err := json.Marshal(v)
+		if err != nil {
+			return parts, err
+		}
+		parts[JSON] = j
+	}
+	return parts, nil
 }
 
 // tabs renders a user's tab count; the badge's also names the user, so an

@@ -14,7 +14,7 @@ func benchRenderer(b *testing.B) renderer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return renderer{tmpl}
+	return renderer{tmpl: tmpl}
 }
 
 func benchRegions(users int) []presence.RegionView {

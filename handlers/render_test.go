@@ -16,7 +16,7 @@ func TestMessagesFromFragmentsMatchTheTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := renderer{tmpl}
+	r := renderer{tmpl: tmpl}
 	var clock presence.Clock
 	var all []presence.Message
 	for i := range 15 {

@@ -54,7 +54,7 @@ func roomWithTabs(t testing.TB, tabs int, watched bool) (*Server, *groupCounter)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { b.Detach("big", "viewer", sub) })
+		t.Cleanup(func() { b.Detach("big", "viewer", JSON, sub) })
 	}
 	return New(Config{Store: store, Broadcaster: b, Templates: tmpl, Region: "ams"}), store
 }

@@ -109,7 +109,7 @@ func TestSnapshotStartsWithStatus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer b.Detach(room, "ABCDEF01", sub)
+			defer b.Detach(room, "ABCDEF01", f, sub)
 			if room == "other" {
 				subs[f] = sub
 			} else if f == JSON {
@@ -163,7 +163,7 @@ func TestStatusChangeWhileARoomWarms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Detach("home", "ABCDEF01", sub)
+	defer b.Detach("home", "ABCDEF01", JSON, sub)
 	// The snapshot has the verdict as read or, if the re-render got there
 	// first, the new one; either way the stream ends with the new one.
 	last := snap[0]

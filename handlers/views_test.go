@@ -61,5 +61,5 @@ func pageRenderer(t *testing.T) renderer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return renderer{tmpl}
+	return renderer{tmpl: tmpl}
 }
