@@ -52,7 +52,9 @@ type limiter struct {
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
-	swept   time.Time
+	// sweeping is armed while any bucket is kept: an idle server keeps
+	// none, nor the pages they were scattered over.
+	sweeping *time.Timer
 }
 
 type bucket struct {
@@ -77,14 +79,6 @@ func (l *limiter) idleAfter() time.Duration {
 func (l *limiter) allow(now time.Time, keys ...string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Sub(l.swept) > time.Minute {
-		for k, b := range l.buckets {
-			if now.Sub(b.used) > l.idleAfter() {
-				delete(l.buckets, k)
-			}
-		}
-		l.swept = now
-	}
 	var wait time.Duration
 	for _, k := range keys {
 		if b := l.buckets[k]; b != nil {
@@ -101,11 +95,32 @@ func (l *limiter) allow(now time.Time, keys ...string) time.Duration {
 		if b == nil {
 			b = &bucket{lim: rate.NewLimiter(rate.Limit(l.perSec), l.burst)}
 			l.buckets[k] = b
+			if l.sweeping == nil {
+				l.sweeping = time.AfterFunc(l.idleAfter(), l.sweep)
+			}
 		}
 		b.used = now
 		b.lim.AllowN(now, 1)
 	}
 	return 0
+}
+
+// sweep forgets the buckets untouched for idleAfter, and comes back while
+// any are left.
+func (l *limiter) sweep() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	for k, b := range l.buckets {
+		if now.Sub(b.used) > l.idleAfter() {
+			delete(l.buckets, k)
+		}
+	}
+	if len(l.buckets) == 0 {
+		l.buckets, l.sweeping = make(map[string]*bucket), nil // a map never shrinks: let the grown one go
+		return
+	}
+	l.sweeping.Reset(l.idleAfter())
 }
 
 // tooMany is the 429 answer, with the wait in Retry-After.

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+
+	"globalpresence/internal/shrink"
 )
 
 // UnusedConns lets graceful shutdown close connections that never sent a
@@ -23,7 +25,9 @@ func (u *UnusedConns) Track(c net.Conn, st http.ConnState) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if st != http.StateNew {
-		delete(u.unused, c)
+		if u.unused != nil {
+			shrink.Delete(&u.unused, c)
+		}
 		return
 	}
 	if u.closing {

@@ -402,7 +402,9 @@ func (h *Hub) close(c *conn, why error) {
 		h.all[i] = h.all[last]
 		h.all[i].idx = int32(i)
 		h.all[last] = nil
-		h.all = h.all[:last]
+		if h.all = h.all[:last]; last == 0 {
+			h.all = nil // let the array a crowd grew go with them
+		}
 	}
 	h.mu.Unlock()
 	h.finish(c, why)
