@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -256,5 +257,50 @@ func TestOnlyWatchedFormatsAreRendered(t *testing.T) {
 	}
 	if j := held(JSON); len(j) != 5 {
 		t.Fatalf("the JSON stream's room holds JSON renders of %v, want all 5 parts", j)
+	}
+}
+
+// Rooms cost nothing once their streams have gone: whatever a crowd made
+// the broadcaster and the emitter hold is let go with it.
+func TestBroadcasterGivesBackACrowdsMemory(t *testing.T) {
+	store := presence.NewMemory("ams")
+	b := newTestBroadcaster(t, store)
+	ctx := context.Background()
+	live := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	type stream struct {
+		room string
+		user presence.UserID
+		sub  *bus.Subscriber
+	}
+	base := live()
+	var open []stream
+	for i := range 10_000 {
+		s := stream{room: fmt.Sprint("room-", i%5_000), user: presence.UserID(fmt.Sprintf("%08X", i))}
+		var err error
+		if s.sub, _, err = b.Attach(ctx, s.room, s.user, JSON); err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, s)
+	}
+	full := live()
+	for _, s := range open {
+		b.Detach(s.room, s.user, JSON, s.sub)
+	}
+	open = nil
+	after := live()
+	t.Logf("live heap: %d KiB, %d KiB with 10,000 streams in 5,000 rooms, %d KiB after they closed", base>>10, full>>10, after>>10)
+	if full < base+4<<20 {
+		t.Fatalf("10,000 streams took only %d KiB: the test shows nothing", (full-base)>>10)
+	}
+	if after > base+128<<10 {
+		t.Errorf("%d KiB kept after every stream closed", (after-base)>>10)
+	}
+	if n := b.Rooms(); n != 0 {
+		t.Errorf("%d rooms still held", n)
 	}
 }
