@@ -16,9 +16,10 @@ import (
 )
 
 // Broadcaster turns store changes into stream events: it takes a snapshot of
-// the changed parts of a room once, renders them once in each format, keeps the latest
-// render of every part for new connections' snapshots, and publishes them to
-// the room's topics. Only rooms with connections here are rendered.
+// the changed parts of a room once, renders them once in each format its
+// streams use, keeps the latest render of every part for new connections'
+// snapshots, and publishes them to the room's topics. Only rooms with
+// connections here are rendered.
 type Broadcaster struct {
 	store  presence.Store
 	em     *bus.Emitter

@@ -60,9 +60,9 @@ func (r renderer) only(want formats) renderer {
 
 func (r renderer) wants(f Format) bool { return !r.skip.has(f) }
 
-// frame renders a part in every format: the page's template name, JSON,
-// and the embeds' template "badge-"+name when there is one (else the part
-// is not in the badge format, and its frame is nil).
+// frame renders a part in every format not skipped: the page's template
+// name, JSON, and the embeds' template "badge-"+name when there is one
+// (else the part is not in the badge format, and its frame is nil).
 func (r renderer) frame(name string, view, jsonView any) (framed, error) {
 	return r.frameBadge(name, view, jsonView, view)
 }
