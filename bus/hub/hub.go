@@ -68,6 +68,8 @@ type Hub struct {
 	stop chan struct{}
 	wg   sync.WaitGroup // the hub's own goroutines
 
+	closers closers // runs onClose
+
 	writes atomic.Uint64 // write system calls (batches), for tests
 
 	sys hubSys
@@ -138,7 +140,8 @@ func New(cfg Config) *Hub {
 // then every event of sub as it comes, until the client closes the
 // connection, sub is evicted, the socket accepts nothing for the write
 // timeout, or the hub shuts down. Then it closes conn and sub and calls
-// onClose once, on a goroutine of its own, with the reason. Serve returns
+// onClose once, off the hub's own goroutines (at most maxClosers of those
+// calls run at once), with the reason. Serve returns
 // at once. The hub owns first from then on, but only reads the byte slices
 // in it, so they may be shared (bus frames are).
 func (h *Hub) Serve(nc net.Conn, first [][]byte, sub *bus.Subscriber, onClose func(error)) {
@@ -382,8 +385,8 @@ func (h *Hub) sweep(now time.Time) {
 
 // close ends c once: it stops watching the socket before closing it (the
 // descriptor may be reused as soon as it is closed), then closes the
-// subscriber and runs onClose on its own goroutine, so that a slow onClose
-// (a store round trip) never holds a writer or the poller.
+// subscriber and hands onClose to the closers, so that a slow onClose (a
+// store round trip) never holds a writer or the poller.
 func (h *Hub) close(c *conn, why error) {
 	c.mu.Lock()
 	if c.closed {
@@ -417,7 +420,7 @@ func (h *Hub) finish(c *conn, why error) {
 	}
 	c.sub.Close()
 	if c.onClose != nil {
-		go c.onClose(why)
+		h.closers.run(func() { c.onClose(why) })
 	}
 }
 

@@ -595,3 +595,43 @@ func TestAdvance(t *testing.T) {
 		}
 	}
 }
+
+// When every stream ends at once, every onClose runs, but never more than
+// maxClosers at a time: a goroutine each, all waiting on the store, would
+// leave the runtime a descriptor per goroutine for good.
+func TestMassCloseBoundsOnClose(t *testing.T) {
+	engines(t, func(t *testing.T, cfg Config) {
+		f := newFixture(t, cfg, 0)
+		const n = 300
+		var running, peak, calls atomic.Int64
+		release := make(chan struct{})
+		var ended sync.WaitGroup
+		ended.Add(n)
+		for range n {
+			_, server := f.dial()
+			f.h.Serve(server, nil, f.em.Subscribe("t"), func(error) {
+				calls.Add(1)
+				now := running.Add(1)
+				for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
+				}
+				<-release // a store that takes its time
+				running.Add(-1)
+				ended.Done()
+			})
+		}
+		f.h.Shutdown()
+		deadline := time.Now().Add(5 * time.Second)
+		for calls.Load() < maxClosers && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // let any beyond the bound start
+		if p := peak.Load(); p != maxClosers {
+			t.Errorf("%d onClose calls ran at once with %d streams closing, want %d", p, n, maxClosers)
+		}
+		close(release)
+		ended.Wait() // every one of them runs
+		if c := calls.Load(); c != n {
+			t.Errorf("%d onClose calls for %d streams", c, n)
+		}
+	})
+}
