@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,5 +167,48 @@ func TestRedisMembershipsEndedAreForgotten(t *testing.T) {
 	s.mu.Unlock()
 	if written != 0 || refs != 0 {
 		t.Errorf("after 200 memberships ended, %d are still recorded as written and %d counted", written, refs)
+	}
+}
+
+// An instance's own joins and leaves come back to it as announcements; it
+// keeps its tabs first hand, so the echo adds nothing: no second copy of
+// every tab, and no second presence change.
+func TestRedisOwnEchoesAreNotKept(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", Instance: "ams-1"})
+	if _, err := s.Snapshot(ctx, "r", AllParts); err != nil { // tracked and subscribed from the start
+		t.Fatal(err)
+	}
+	var changes atomic.Int64
+	s.Watch(func(c Change) {
+		if c.Room == "r" && c.Parts&PartPresence != 0 {
+			changes.Add(1)
+		}
+	})
+	before := s.announced.Load()
+	for i := range 20 {
+		if err := s.Join(ctx, "r", Tab{ID: fmt.Sprint("t", i), User: UserID(fmt.Sprint("U", i)), Region: "ams", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every announcement heard and handled: none for 300 ms.
+	eventually(t, 5*time.Second, "the joins' announcements come back", func() bool { return s.announced.Load() >= before+20 })
+	for last := ^uint64(0); last != s.announced.Load(); {
+		last = s.announced.Load()
+		time.Sleep(300 * time.Millisecond)
+	}
+	s.mu.Lock()
+	kept := s.rooms["r"].insts[s.inst]
+	s.mu.Unlock()
+	if kept != nil {
+		t.Errorf("%d of its own tabs kept again from the announcements", len(kept.tabs))
+	}
+	if n := changes.Load(); n > 20 {
+		t.Errorf("20 joins made %d presence changes", n)
+	}
+	snap, err := s.Snapshot(ctx, "r", AllParts)
+	if err != nil || len(snap.Regions) != 1 || len(snap.Regions[0].Users) != 20 {
+		t.Fatalf("the room shows %+v, %v; want its 20 users", snap.Regions, err)
 	}
 }

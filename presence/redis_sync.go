@@ -59,6 +59,12 @@ func (s *Redis) refreshContent(room string) {
 // applyDelta applies a join or leave in sequence; anything out of sequence
 // is settled by re-reading that instance's tabs.
 func (s *Redis) applyDelta(w wire) {
+	if w.Inst == s.inst {
+		// Ours are known here first hand, and their watchers told when
+		// made: kept again from the echo, they were a second copy of
+		// every tab here, and a second render of every join and leave.
+		return
+	}
 	s.mu.Lock()
 	r := s.rooms[w.Room]
 	if r == nil {
