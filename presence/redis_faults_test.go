@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -541,4 +542,25 @@ func TestRedisMessagesPostedWhileCutOff(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// Forgetting a thousand rooms at once returns their memory: an idle server
+// allocates nothing that would trigger the collection.
+func TestRedisForgettingManyRoomsReturnsMemory(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	s := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams", RoomIdle: time.Second})
+	forced := func() uint64 {
+		m := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+		metrics.Read(m)
+		return m[0].Value.Uint64()
+	}
+	for i := range releaseAfter {
+		if _, err := s.Snapshot(ctx, fmt.Sprint("room-", i), AllParts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := forced()
+	eventually(t, 20*time.Second, "every room forgotten", func() bool { return s.Rooms() == 0 })
+	eventually(t, 10*time.Second, "a collection forced", func() bool { return forced() > before })
 }

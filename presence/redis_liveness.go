@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"time"
@@ -218,7 +219,17 @@ func (s *Redis) forgetIdle() {
 	for _, room := range idle {
 		_ = s.roomSubscription(ctx, room, false) // a stray announcement is only counted
 	}
+	if s.forgotten += len(idle); s.forgotten >= releaseAfter {
+		// What they held is garbage that an idle server, allocating
+		// nothing, would keep until the runtime's next forced collection.
+		s.forgotten = 0
+		debug.FreeOSMemory()
+	}
 }
+
+// releaseAfter is how many rooms forgotten are worth returning their
+// memory to the OS.
+const releaseAfter = 1000
 
 // retire deletes rooms nobody used for the retention period, a batch at a
 // time. Every instance may run it.

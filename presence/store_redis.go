@@ -79,6 +79,7 @@ type Redis struct {
 	wg         sync.WaitGroup
 
 	faults     faultCounts
+	forgotten  int            // rooms forgotten since memory was last returned; on the worker
 	tabLocks   [64]sync.Mutex // see roomLock
 	skewLogged atomic.Int64   // when a clock far ahead was last logged, unix ns
 
