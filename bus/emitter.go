@@ -3,6 +3,8 @@ package bus
 import (
 	"sync"
 	"sync/atomic"
+
+	"globalpresence/internal/shrink"
 )
 
 // DefaultQueueLen is the per-subscriber queue bound used when NewEmitter is
@@ -167,11 +169,8 @@ func (e *Emitter) unlinkLocked(s *Subscriber) {
 		t.subs[last] = nil
 		t.subs = t.subs[:last]
 		if last == 0 {
-			delete(e.topics, t.name)
+			shrink.Delete(&e.topics, t.name)
 		}
-	}
-	if len(e.topics) == 0 {
-		e.topics = make(map[string]*topic) // a map never shrinks: let the grown one go
 	}
 	s.refs = nil
 }

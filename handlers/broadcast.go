@@ -205,7 +205,7 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 	// before it joined is raised to them rather than shown low for a moment;
 	// the user's other connections are told first.
 	us.conns++
-	tabs := b.publishTabsLocked(room, rs, user, us, rs.tabsOf(user, us))
+	tabs := b.publishTabsLocked(room, b.r.only(rs.watched()), user, us, rs.tabsOf(user, us))
 	sub := b.em.Subscribe(roomTopic(room, f), userTopic(room, user, f), heartbeatTopic)
 	// Status first: a client knows whether what follows is live before
 	// it shows it. Tabs last.
@@ -381,7 +381,7 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 	rs.counts, rs.regions = counts, snap.Regions
 	for user, us := range rs.users {
 		if n := rs.tabsOf(user, us); n != us.count {
-			b.publishTabsLocked(room, rs, user, us, n)
+			b.publishTabsLocked(room, r, user, us, n)
 		}
 	}
 }
@@ -440,10 +440,11 @@ func (b *Broadcaster) showInPassing(room string, rs *roomState, r renderer, rece
 	}
 }
 
-// publishTabsLocked renders user's tab count n and, if it changed, tells
-// every connection of user. It returns the render for a new connection.
-func (b *Broadcaster) publishTabsLocked(room string, rs *roomState, user presence.UserID, us *userState, n int) framed {
-	tabs, err := b.r.only(rs.watched()).tabs(user, n)
+// publishTabsLocked renders user's tab count n with r and, if it changed,
+// tells every connection of user. It returns the render for a new
+// connection.
+func (b *Broadcaster) publishTabsLocked(room string, r renderer, user presence.UserID, us *userState, n int) framed {
+	tabs, err := r.tabs(user, n)
 	if err != nil {
 		b.log.Error("rendering tabs", "err", err)
 		return framed{}

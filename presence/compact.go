@@ -36,15 +36,18 @@ func (rec LightRecord) compacted() LightRecord {
 	return rec
 }
 
+// A message's and a tab's Region is the storing instance's own, one
+// string shared by all: copying it would only make one per copy.
+
 func (m Message) compacted() Message {
 	m.ID, m.User, m.Colour = strings.Clone(m.ID), UserID(strings.Clone(string(m.User))), strings.Clone(m.Colour)
-	m.Region, m.From, m.Text = strings.Clone(m.Region), strings.Clone(m.From), strings.Clone(m.Text)
+	m.From, m.Text = strings.Clone(m.From), strings.Clone(m.Text)
 	m.Profile = m.Profile.compacted()
 	return m
 }
 
 func (t Tab) compacted() Tab {
-	t.ID, t.User, t.Colour, t.Region = strings.Clone(t.ID), UserID(strings.Clone(string(t.User))), strings.Clone(t.Colour), strings.Clone(t.Region)
+	t.ID, t.User, t.Colour = strings.Clone(t.ID), UserID(strings.Clone(string(t.User))), strings.Clone(t.Colour)
 	t.Profile = t.Profile.compacted()
 	return t
 }
