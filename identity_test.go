@@ -45,7 +45,8 @@ func identityTokens(t *testing.T, a *app) {
 	for _, s := range []*stream{s1, s2} {
 		s.waitFor(t, "tabs", contains(`"tabs":2`))
 	}
-	s1.waitFor(t, "regions", contains(`"name":"Ada \u003cb\u003eLovelace\u003c/b\u003e","avatar":"https://cdn.shop.example/a/42.png"`))
+	// Both tabs in the region card, so the page below is rendered after it.
+	s1.waitFor(t, "regions", contains(`"tabs":2,"name":"Ada \u003cb\u003eLovelace\u003c/b\u003e","avatar":"https://cdn.shop.example/a/42.png"`))
 	var st regionsJSON
 	getJSON(t, a.URL+"/api/rooms/"+room, &st)
 	if len(st.Regions) != 1 || st.Regions[0].Count != 1 {
