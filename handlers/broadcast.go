@@ -86,7 +86,7 @@ type roomState struct {
 	// rendered, and a format's first connection renders it from the state
 	// below.
 	watch  [numFormats]int
-	parts  map[string]framed  // latest render of status, light, regions, messages, latency
+	parts  [numParts]framed   // latest render of each part
 	msgs   messageRenders     // fragments of the messages in that render
 	shown  []presence.Message // the messages in that render; nil before the first
 	counts map[presence.UserID]int
@@ -210,9 +210,8 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 	// Status first: a client knows whether what follows is live before
 	// it shows it. Tabs last.
 	snapshot := make([][]byte, 0, 6)
-	for _, frame := range [][]byte{rs.parts[evStatus][f].Frame, rs.parts[evLight][f].Frame, rs.parts[evRegions][f].Frame,
-		rs.parts[evMessages][f].Frame, rs.parts[evLatency][f].Frame, tabs[f].Frame} {
-		if frame != nil { // the badge lacks some parts
+	for _, ev := range append(rs.parts[:], tabs) {
+		if frame := ev[f].Frame; frame != nil { // the badge lacks some parts
 			snapshot = append(snapshot, frame)
 		}
 	}
@@ -237,7 +236,7 @@ func (b *Broadcaster) warm(ctx context.Context, room string) error {
 	if err != nil {
 		return err
 	}
-	rs := &roomState{parts: make(map[string]framed), users: make(map[presence.UserID]*userState)}
+	rs := &roomState{users: make(map[presence.UserID]*userState)}
 	b.mu.Lock()
 	b.applyLocked(room, rs, snap, presence.AllParts)
 	b.rooms[room] = rs
@@ -260,21 +259,19 @@ func (b *Broadcaster) renderFormatLocked(rs *roomState, f Format) {
 	if err == nil {
 		rs.msgs = next
 	}
-	for name, render := range map[string]func() (framed, error){
-		evStatus:   func() (framed, error) { return r.status(rs.status) },
-		evLight:    func() (framed, error) { return r.light(rs.light) },
-		evMessages: func() (framed, error) { return msgs, err },
-		evLatency:  func() (framed, error) { return r.latency(rs.latency, b.region) },
-		evRegions:  func() (framed, error) { return r.regions(rs.regions, rs.counts, b.region, b.large) },
+	for p, render := range [numParts]func() (framed, error){
+		partStatus:   func() (framed, error) { return r.status(rs.status) },
+		partLight:    func() (framed, error) { return r.light(rs.light) },
+		partMessages: func() (framed, error) { return msgs, err },
+		partLatency:  func() (framed, error) { return r.latency(rs.latency, b.region) },
+		partRegions:  func() (framed, error) { return r.regions(rs.regions, rs.counts, b.region, b.large) },
 	} {
 		ev, err := render()
 		if err != nil {
-			b.log.Error("rendering", "part", name, "err", err)
+			b.log.Error("rendering", "part", partNames[p], "err", err)
 			continue
 		}
-		p := rs.parts[name]
-		p[f] = ev[f]
-		rs.parts[name] = p
+		rs.parts[p][f] = ev[f]
 	}
 }
 
@@ -293,9 +290,8 @@ func (b *Broadcaster) Detach(room string, user presence.UserID, f Format, sub *b
 		}
 	}
 	if rs.watch[f]--; rs.watch[f] == 0 {
-		for name, p := range rs.parts { // no longer rendered: not kept either
-			p[f] = bus.Event{}
-			rs.parts[name] = p
+		for p := range rs.parts { // no longer rendered: not kept either
+			rs.parts[p][f] = bus.Event{}
 		}
 	}
 	if rs.conns--; rs.conns == 0 {
@@ -353,15 +349,15 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 	r := b.r.only(rs.watched())
 	if parts&presence.PartStatus != 0 {
 		rs.status = snap.Status
-		b.update(room, rs, evStatus, func() (framed, error) { return r.status(snap.Status) })
+		b.update(room, rs, partStatus, func() (framed, error) { return r.status(snap.Status) })
 	}
 	if parts&presence.PartLight != 0 {
 		rs.light = snap.Light
-		b.update(room, rs, evLight, func() (framed, error) { return r.light(snap.Light) })
+		b.update(room, rs, partLight, func() (framed, error) { return r.light(snap.Light) })
 	}
 	if parts&presence.PartMessages != 0 {
 		b.showInPassing(room, rs, r, snap.Recent)
-		b.update(room, rs, evMessages, func() (framed, error) {
+		b.update(room, rs, partMessages, func() (framed, error) {
 			f, next, err := r.messages(snap.Messages, rs.msgs)
 			if err == nil {
 				rs.msgs, rs.shown = next, snap.Messages
@@ -371,13 +367,13 @@ func (b *Broadcaster) applyLocked(room string, rs *roomState, snap presence.Snap
 	}
 	if parts&presence.PartLatency != 0 {
 		rs.latency = snap.Latency
-		b.update(room, rs, evLatency, func() (framed, error) { return r.latency(snap.Latency, b.region) })
+		b.update(room, rs, partLatency, func() (framed, error) { return r.latency(snap.Latency, b.region) })
 	}
 	if parts&presence.PartPresence == 0 {
 		return
 	}
 	counts := presence.TabCounts(snap.Regions)
-	b.update(room, rs, evRegions, func() (framed, error) { return r.regions(snap.Regions, counts, b.region, b.large) })
+	b.update(room, rs, partRegions, func() (framed, error) { return r.regions(snap.Regions, counts, b.region, b.large) })
 	rs.counts, rs.regions = counts, snap.Regions
 	for user, us := range rs.users {
 		if n := rs.tabsOf(user, us); n != us.count {
@@ -458,16 +454,16 @@ func (b *Broadcaster) publishTabsLocked(room string, r renderer, user presence.U
 
 // update renders one part and publishes it if it differs from the last
 // render, so a change that alters nothing visible reaches nobody.
-func (b *Broadcaster) update(room string, rs *roomState, name string, render func() (framed, error)) {
+func (b *Broadcaster) update(room string, rs *roomState, p part, render func() (framed, error)) {
 	ev, err := render()
 	if err != nil {
-		b.log.Error("rendering", "part", name, "err", err)
+		b.log.Error("rendering", "part", partNames[p], "err", err)
 		return
 	}
-	if old, ok := rs.parts[name]; ok && sameFrames(old, ev) {
+	if sameFrames(rs.parts[p], ev) {
 		return
 	}
-	rs.parts[name] = ev
+	rs.parts[p] = ev
 	b.published.Add(1)
 	b.publish(room, "", ev)
 }

@@ -200,7 +200,7 @@ func TestOnlyWatchedFormatsAreRendered(t *testing.T) {
 		var names []string
 		for name, p := range b.rooms["r"].parts {
 			if p[f].Frame != nil {
-				names = append(names, name)
+				names = append(names, partNames[name])
 			}
 		}
 		return names

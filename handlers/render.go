@@ -44,6 +44,21 @@ type renderer struct {
 
 type framed [numFormats]bus.Event
 
+// part indexes a room's latest renders, in the order a new stream is sent
+// them: status first, so a client knows whether what follows is live.
+type part int
+
+const (
+	partStatus part = iota
+	partLight
+	partRegions
+	partMessages
+	partLatency
+	numParts
+)
+
+var partNames = [numParts]string{evStatus, evLight, evRegions, evMessages, evLatency}
+
 // formats is a set of formats.
 type formats uint8
 

@@ -81,12 +81,12 @@ type Members struct {
 // region how many distinct users.
 type roomMembers struct {
 	users   map[UserID]holders
-	regions map[string]int
+	regions holders // counting users, not instances
 }
 
-// holders counts, per region, the instances holding one user in one room.
-// Nearly always one region and one instance: a short slice, where a map per
-// user cost a few hundred bytes each at 19,000 users.
+// holders counts something per region: the instances holding one user in
+// one room, or a room's users. Nearly always one region: a short slice,
+// where a map cost a few hundred bytes each at 19,000 users or 5,000 rooms.
 type holders []regionCount
 
 type regionCount struct {
@@ -94,7 +94,7 @@ type regionCount struct {
 	n      int
 }
 
-// add counts an instance in region and tells whether it is the region's first.
+// add counts one in region and tells whether it is the region's first.
 func (h *holders) add(region string) bool {
 	for i := range *h {
 		if (*h)[i].region == region {
@@ -106,8 +106,7 @@ func (h *holders) add(region string) bool {
 	return true
 }
 
-// remove uncounts an instance in region and tells whether it was the
-// region's last.
+// remove uncounts one in region and tells whether it was the region's last.
 func (h *holders) remove(region string) bool {
 	i := slices.IndexFunc(*h, func(c regionCount) bool { return c.region == region })
 	if (*h)[i].n--; (*h)[i].n > 0 {
@@ -145,24 +144,32 @@ func (m *Members) Observe(fn func(MemberEvent)) {
 
 // Occupied implements Occupancy.
 func (m *Members) Occupied(prefix string, limit int) []RoomCount {
+	type found struct {
+		name string
+		r    *roomMembers
+	}
 	m.mu.Lock()
-	out := make([]RoomCount, 0, min(len(m.rooms), limit))
+	defer m.mu.Unlock()
+	var all []found
 	for name, r := range m.rooms {
 		if strings.HasPrefix(name, prefix) {
-			out = append(out, RoomCount{Room: name, Viewers: len(r.users), Regions: r.regions})
+			all = append(all, found{name, r})
 		}
 	}
-	slices.SortFunc(out, func(a, b RoomCount) int {
-		if a.Viewers != b.Viewers {
-			return b.Viewers - a.Viewers
+	slices.SortFunc(all, func(a, b found) int {
+		if a, b := len(a.r.users), len(b.r.users); a != b {
+			return b - a
 		}
-		return strings.Compare(a.Room, b.Room)
+		return strings.Compare(a.name, b.name)
 	})
-	out = out[:min(len(out), limit)]
-	for i := range out {
-		out[i].Regions = maps.Clone(out[i].Regions) // only the answer's: a copy each
+	out := make([]RoomCount, 0, min(len(all), limit))
+	for _, f := range all[:min(len(all), limit)] {
+		regions := make(map[string]int, len(f.r.regions))
+		for _, c := range f.r.regions {
+			regions[c.region] = c.n
+		}
+		out = append(out, RoomCount{Room: f.name, Viewers: len(f.r.users), Regions: regions})
 	}
-	m.mu.Unlock()
 	return out
 }
 
@@ -236,7 +243,7 @@ func (m *Members) addLocked(inst string, mb member, region string) {
 	mine[mb] = region
 	r := m.rooms[mb.Room]
 	if r == nil {
-		r = &roomMembers{users: make(map[UserID]holders), regions: make(map[string]int)}
+		r = &roomMembers{users: make(map[UserID]holders)}
 		m.rooms[mb.Room] = r
 		m.emit(MemberEvent{Type: RoomOccupied, Room: mb.Room, User: mb.User, Inst: inst, Region: region})
 	}
@@ -246,7 +253,7 @@ func (m *Members) addLocked(inst string, mb member, region string) {
 		m.emit(MemberEvent{Type: MemberAdded, Room: mb.Room, User: mb.User, Inst: inst, Region: region})
 	}
 	if where.add(region) {
-		r.regions[region]++
+		r.regions.add(region)
 	}
 	r.users[mb.User] = where
 }
@@ -265,9 +272,7 @@ func (m *Members) delLocked(inst string, mb member, gone bool) {
 	r := m.rooms[mb.Room]
 	where := r.users[mb.User]
 	if where.remove(region) {
-		if r.regions[region]--; r.regions[region] == 0 {
-			delete(r.regions, region)
-		}
+		r.regions.remove(region)
 	}
 	if len(where) > 0 {
 		r.users[mb.User] = where

@@ -22,9 +22,11 @@ type Memory struct {
 	refs  tabRefs
 }
 
+// memRoom's tabs are held by pointer: most rooms have a few, and a map's
+// smallest table has eight slots, which for Tab values was a kilobyte a room.
 type memRoom struct {
 	content
-	tabs map[string]Tab
+	tabs map[string]*Tab
 }
 
 var _ Store = (*Memory)(nil)
@@ -39,7 +41,7 @@ func NewMemory(region string) *Memory {
 func (m *Memory) room(name string) *memRoom {
 	r := m.rooms[name]
 	if r == nil {
-		r = &memRoom{content: newContent(), tabs: make(map[string]Tab)}
+		r = &memRoom{content: newContent(), tabs: make(map[string]*Tab)}
 		m.rooms[name] = r
 	}
 	return r
@@ -71,11 +73,11 @@ func (m *Memory) Say(_ context.Context, room string, p Post) (Message, error) {
 func (m *Memory) Join(_ context.Context, room string, t Tab) error {
 	m.mu.Lock()
 	r := m.room(room)
-	old, ok := r.tabs[t.ID]
-	r.tabs[t.ID] = t
+	old := r.tabs[t.ID]
+	r.tabs[t.ID] = &t
 	m.count(room, t, true)
-	if ok {
-		m.count(room, old, false)
+	if old != nil {
+		m.count(room, *old, false)
 	}
 	m.mu.Unlock()
 	m.notify(Change{Room: room, Parts: PartPresence})
@@ -88,10 +90,10 @@ func (m *Memory) Leave(_ context.Context, room string, tabID string) error {
 	r := m.rooms[room]
 	ok := false
 	if r != nil {
-		var t Tab
-		if t, ok = r.tabs[tabID]; ok {
+		if t := r.tabs[tabID]; t != nil {
+			ok = true
 			shrink.Delete(&r.tabs, tabID)
-			m.count(room, t, false)
+			m.count(room, *t, false)
 		}
 		if len(r.tabs) == 0 && len(r.lights) == 0 && len(r.feeds) == 0 {
 			shrink.Delete(&m.rooms, room) // nothing left to keep: an empty room costs nothing
@@ -128,7 +130,7 @@ func (m *Memory) Snapshot(_ context.Context, room string, parts Part) (Snapshot,
 	if parts&PartPresence != 0 {
 		tabs := make([]Tab, 0, len(r.tabs))
 		for _, t := range r.tabs {
-			tabs = append(tabs, t)
+			tabs = append(tabs, *t)
 		}
 		snap.Regions = GroupTabs(tabs)
 	}
@@ -144,10 +146,10 @@ func (m *Memory) Compact() {
 	defer m.mu.Unlock()
 	rooms := make(map[string]*memRoom, len(m.rooms))
 	for name, r := range m.rooms {
-		tabs := make(map[string]Tab, len(r.tabs))
+		tabs := make(map[string]*Tab, len(r.tabs))
 		for _, t := range r.tabs {
-			t = t.compacted()
-			tabs[t.ID] = t
+			c := t.compacted()
+			tabs[c.ID] = &c
 		}
 		rooms[strings.Clone(name)] = &memRoom{content: r.content.compacted(), tabs: tabs}
 	}
