@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -96,6 +97,10 @@ func New(cfg Config) *Server {
 	s.settle = newSettler(settleQuiet, settleLeast, func(opens, closes int) {
 		start := time.Now()
 		if c, ok := cfg.Store.(interface{ Compact() }); ok {
+			// Collected first, the burst's garbage leaves whole pages free
+			// and the copies fill the holes among what survived, rather
+			// than being scattered over pages that garbage still holds.
+			runtime.GC()
 			c.Compact()
 		}
 		debug.FreeOSMemory()
