@@ -234,3 +234,29 @@ func (p *profile) waitFrameBlocked(t *testing.T, url string) {
 	}
 	t.Fatalf("%s: the iframe of %s was not blocked: frames %s", p.name, url, last)
 }
+
+// The iframe badge shows its own connection: reconnecting, with the
+// presence dimmed, while the server is gone, and live again with the new
+// snapshot once it is back.
+func TestBrowserEmbedConnectionStatus(t *testing.T) {
+	exe := findChromium(t)
+	addr := freeLoopbackAddr(t)
+	a := startApp(t, nil, "-addr", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	const badge, status, presence = `document.querySelector(".gp-badge")`, `document.querySelector(".gp-status").innerText.trim()`,
+		`getComputedStyle(document.querySelector(".gp-presence")).opacity`
+	p := openProfileAt(t, ctx, exe, "A", a.URL+"/embed/shop/product-7")
+	p.waitFor(t, "the badge says live", status+` === "Live" && `+presence+` == 1`)
+
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor(t, "the badge says reconnecting", badge+`.classList.contains("gp-reconnecting") && `+status+` === "Reconnecting…"`)
+	p.waitFor(t, "the presence is dimmed", presence+` < 1`)
+	p.screenshot(t, "embed-reconnecting.png")
+
+	startApp(t, nil, "-addr", addr)
+	p.waitFor(t, "the badge is live again", status+` === "Live" && !`+badge+`.classList.contains("gp-reconnecting") && `+presence+` == 1`)
+	p.waitFor(t, "it counts its viewer again", textIs(".gp-total", "1 person here now"))
+}
