@@ -179,3 +179,17 @@ func TestLineReader(t *testing.T) {
 		}
 	}
 }
+
+// -warm sets the idle the memory after is judged on: without an app, its
+// PID or a settle it would measure nothing, so it is refused.
+func TestWarmNeedsAnAppPIDAndSettle(t *testing.T) {
+	for _, args := range [][]string{
+		{"-warm", "-floor", "-pid", "1", "-settle", "1s"},
+		{"-warm", "-url", "http://127.0.0.1:1", "-settle", "1s"},
+		{"-warm", "-url", "http://127.0.0.1:1", "-pid", "1"},
+	} {
+		if _, _, err := parseOptions(args, io.Discard); err == nil || !strings.Contains(err.Error(), "-warm needs") {
+			t.Errorf("%q: %v, want refused", args, err)
+		}
+	}
+}

@@ -50,6 +50,7 @@ type options struct {
 	perWorker  int
 	workers    string
 	floor      bool
+	warm       bool // run the same streams in one room first: the idle baseline after a peak of the same size
 	stuck      int
 	rooms      int           // 0: every stream in the default room (/events)
 	bigRoom    int           // viewers of room 0, with -rooms
@@ -86,6 +87,8 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 	fs.IntVar(&o.bigRoom, "big-room", 0, "with -rooms: viewers of one large room; every other room gets 1 to -room-max")
 	fs.IntVar(&o.roomMax, "room-max", 20, "with -rooms: most viewers of a room other than the large one")
 	fs.DurationVar(&o.settle, "settle", 0, "after closing every stream, wait up to this long for the app's gp_rooms to reach 0 and (with -pid) its RSS to come within 10% of idle")
+	fs.BoolVar(&o.warm, "warm", false, "with -pid and -settle: first hold the same streams on the app in one room (1 post/s) and close them; "+
+		"the measured run's idle is then the app's once it has served the same peak without rooms")
 	if err := fs.Parse(args); err != nil {
 		return o, nil, err
 	}
@@ -125,6 +128,8 @@ func parseOptions(args []string, stderr io.Writer) (options, []Target, error) {
 		return o, nil, errors.New("-stuck must be 0..1000")
 	case o.settle < 0 || o.settle > 10*time.Minute:
 		return o, nil, errors.New("-settle must be 0..10m")
+	case o.warm && (o.pid == 0 || o.settle == 0 || len(targets) == 0):
+		return o, nil, errors.New("-warm needs -url, -pid and -settle: it sets the idle RSS the memory after is judged on")
 	}
 	if _, err := planRooms(o, nil); err != nil {
 		return o, nil, err
@@ -165,6 +170,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if len(targets) == 0 {
 		return nil
+	}
+	if o.warm {
+		// The same peak of streams, without rooms: what the app keeps
+		// after it (the runtime's high-water marks) is its idle from then
+		// on, which the measured run's memory after is compared with.
+		wo := o
+		wo.rooms, wo.bigRoom, wo.eventsPerS = 0, 0, min(o.eventsPerS, 1)
+		wout, err := phase(ctx, wo, "warm", targets, o.pid, stderr)
+		if err != nil {
+			return fmt.Errorf("warm: %w", err)
+		}
+		fmt.Fprintln(stdout, wout.line("loadgen-warm", nil))
 	}
 	out, err := phase(ctx, o, "app", targets, o.pid, stderr)
 	if err != nil {
