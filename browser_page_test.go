@@ -65,10 +65,7 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 // meanwhile says it was not sent.
 func TestBrowserConnectionStatus(t *testing.T) {
 	exe := findChromium(t)
-	addr := freeLoopbackAddr(t)
-	a := startApp(t, nil, "-addr", addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
+	a, addr, ctx := startRestartableApp(t)
 	p := openProfile(t, ctx, exe, "A", a.URL)
 	p.waitFor(t, "the page says live", connIs("live")+` && `+visibleTextIs("#status", "Live"))
 	p.do(t, "flip the switch", chromedp.Click(chromedp.CSS("#flip")))
@@ -268,14 +265,18 @@ func (p *profile) eval(t *testing.T, expr string) string {
 	return v
 }
 
-// freeLoopbackAddr is a loopback address free now, for an app that must
-// come back on the same address.
-func freeLoopbackAddr(t *testing.T) string {
+// startRestartableApp starts the app on a loopback address free now, which
+// a test that stops it can start another on (its pages reconnect there),
+// with a context for the browser that watches it.
+func startRestartableApp(t *testing.T) (*app, string, context.Context) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	return startApp(t, nil, "-addr", addr), addr, ctx
 }

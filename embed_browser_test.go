@@ -240,10 +240,7 @@ func (p *profile) waitFrameBlocked(t *testing.T, url string) {
 // snapshot once it is back.
 func TestBrowserEmbedConnectionStatus(t *testing.T) {
 	exe := findChromium(t)
-	addr := freeLoopbackAddr(t)
-	a := startApp(t, nil, "-addr", addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
+	a, addr, ctx := startRestartableApp(t)
 	const badge, status, presence = `document.querySelector(".gp-badge")`, `document.querySelector(".gp-status").innerText.trim()`,
 		`getComputedStyle(document.querySelector(".gp-presence")).opacity`
 	p := openProfileAt(t, ctx, exe, "A", a.URL+"/embed/shop/product-7")
