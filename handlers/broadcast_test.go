@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -302,5 +303,86 @@ func TestBroadcasterGivesBackACrowdsMemory(t *testing.T) {
 	}
 	if n := b.Rooms(); n != 0 {
 		t.Errorf("%d rooms still held", n)
+	}
+}
+
+// slowFirstRead is the memory store whose reads of one room wait until
+// released, as a room's first read from a distant or busy store does.
+type slowFirstRead struct {
+	*presence.Memory
+	room    string
+	reading chan struct{}
+	release chan struct{}
+}
+
+func (s *slowFirstRead) Snapshot(ctx context.Context, room string, parts presence.Part) (presence.Snapshot, error) {
+	if room == s.room {
+		s.reading <- struct{}{}
+		<-s.release
+	}
+	return s.Memory.Snapshot(ctx, room, parts)
+}
+
+// A room whose read is slow holds up only itself: another room's streams
+// attach, and its changes are published, while that read waits.
+func TestSlowRoomReadHoldsUpNoOtherRoom(t *testing.T) {
+	store := &slowFirstRead{Memory: presence.NewMemory("ams"), room: "slow", reading: make(chan struct{}), release: make(chan struct{})}
+	b := newTestBroadcaster(t, store)
+	ctx := context.Background()
+
+	fast, _, err := b.Attach(ctx, "fast", "U", JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Detach("fast", "U", JSON, fast)
+	slowDone := make(chan error, 1)
+	go func() {
+		sub, _, err := b.Attach(ctx, "slow", "V", JSON)
+		if err == nil {
+			b.Detach("slow", "V", JSON, sub)
+		}
+		slowDone <- err
+	}()
+	<-store.reading // the slow room's first read has begun, and waits
+
+	attached := make(chan error, 1)
+	go func() {
+		other, snapshot, err := b.Attach(ctx, "other", "W", JSON)
+		if err == nil {
+			b.Detach("other", "W", JSON, other)
+			if len(snapshot) == 0 {
+				err = errors.New("no snapshot")
+			}
+		}
+		attached <- err
+	}()
+	select {
+	case err := <-attached:
+		if err != nil {
+			t.Fatalf("attaching to another room during a slow read: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		close(store.release)
+		t.Fatal("attaching to another room waited for a slow read of the first")
+	}
+	if err := store.Join(ctx, "fast", presence.Tab{ID: "t", User: "X", Region: "ams"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for published := false; !published; {
+		for _, ev := range fast.Take(nil) {
+			published = published || (ev.Key == evRegions && bytes.Contains(ev.Frame, []byte(`"tabs":1`)))
+		}
+		select {
+		case <-deadline:
+			close(store.release)
+			t.Fatal("a change to a room was not published while another room's read waited")
+		case <-fast.Ready():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	close(store.release)
+	if err := <-slowDone; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"globalpresence/internal/keylock"
 	"globalpresence/internal/shrink"
 )
 
@@ -78,9 +79,9 @@ type Redis struct {
 	wg         sync.WaitGroup
 
 	faults     faultCounts
-	forgotten  int              // rooms forgotten since memory was last returned; on the worker
-	tabLocks   [1024]sync.Mutex // see roomLock
-	skewLogged atomic.Int64     // when a clock far ahead was last logged, unix ns
+	forgotten  int           // rooms forgotten since memory was last returned; on the worker
+	tabLocks   keylock.Locks // see roomLock
+	skewLogged atomic.Int64  // when a clock far ahead was last logged, unix ns
 
 	mu     sync.Mutex
 	sub    rueidis.DedicatedClient // the subscription, nil while there is none
@@ -414,16 +415,9 @@ func (s *Redis) publishTab(ctx context.Context, room, tabID, tabJSON string, w w
 }
 
 // roomLock serialises this instance's tab writes to one room: a rewrite of
-// all its tabs must not drop a tab joined while it ran. Rooms share a lock
-// when their names hash alike: with enough locks, few do, and the writes of
-// one room do not wait behind another's round trips.
-func (s *Redis) roomLock(room string) *sync.Mutex {
-	h := uint32(2166136261) // 32-bit FNV-1a, without allocating a hash
-	for i := range len(room) {
-		h = (h ^ uint32(room[i])) * 16777619
-	}
-	return &s.tabLocks[h%uint32(len(s.tabLocks))]
-}
+// all its tabs must not drop a tab joined while it ran. The writes of one
+// room do not wait behind another's round trips.
+func (s *Redis) roomLock(room string) *sync.Mutex { return s.tabLocks.For(room) }
 
 func (s *Redis) noteSeq(room string, seq uint64) {
 	s.mu.Lock()
