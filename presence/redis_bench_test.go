@@ -3,6 +3,8 @@ package presence
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,4 +55,55 @@ func totalCalls(tb testing.TB, node *redisnode.Node) int {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+// BenchmarkRedisFirstReads prints how many rooms a second an instance reads
+// for the first time when 3,000 streams of 3,000 rooms it did not serve
+// open at once, as after a restart: each waits for its room's read.
+//
+//	go test -run '^$' -bench RedisFirstReads -benchtime 3x ./presence
+func BenchmarkRedisFirstReads(b *testing.B) {
+	const rooms = 3000
+	node := redisnode.MustStart(b, redisnode.Options{})
+	ctx := context.Background()
+	open := func(inst string) *Redis {
+		s, err := NewRedis(RedisConfig{URL: node.URL(), Region: "ams", Instance: inst, Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); s.Ready(ctx) != nil; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatal("store not ready")
+			}
+		}
+		return s
+	}
+	writer := open("writer")
+	defer writer.Close()
+	for i := range rooms {
+		room := fmt.Sprint("room", i)
+		if err := writer.Join(ctx, room, Tab{ID: "t", User: "U", Region: "ams", Since: time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := writer.Say(ctx, room, Post{User: "U", Text: "hi"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var took time.Duration
+	for n := range b.N {
+		reader := open(fmt.Sprint("reader", n))
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i := range rooms {
+			wg.Go(func() {
+				if _, err := reader.Snapshot(ctx, fmt.Sprint("room", i), AllParts); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		took += time.Since(start)
+		_ = reader.Close()
+	}
+	b.ReportMetric(float64(rooms*b.N)/took.Seconds(), "rooms/s")
 }

@@ -466,3 +466,55 @@ func TestRedisWriteScriptsSurviveARetry(t *testing.T) {
 		t.Fatalf("feed length after two messages, one retried: %s, %v", n, err)
 	}
 }
+
+// Rooms first asked for together are read together (see track): each must
+// still get its own tabs, feed and lightbulb, whatever else is in the batch.
+func TestRedisRoomsReadTogetherKeepTheirOwn(t *testing.T) {
+	node := redisnode.MustStart(t, redisnode.Options{})
+	ctx := context.Background()
+	writer := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
+	const rooms = 60
+	on := true
+	for i := range rooms {
+		room := fmt.Sprint("shop/", i)
+		for j := range i % 4 {
+			if err := writer.Join(ctx, room, Tab{ID: fmt.Sprint("t", j), User: UserID(fmt.Sprint("U", j)), Region: "ams", Since: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%2 == 0 {
+			if _, err := writer.Say(ctx, room, Post{User: "U0", Text: "hi " + room}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%3 == 0 {
+			if _, err := writer.Switch(ctx, room, Switch{Set: &on, By: "U0", From: "ams"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	reader := openRedis(t, RedisConfig{URL: node.URL(), Region: "syd"})
+	snaps := make([]Snapshot, rooms)
+	errs := make([]error, rooms)
+	var wg sync.WaitGroup
+	for i := range rooms {
+		wg.Go(func() { snaps[i], errs[i] = reader.Snapshot(ctx, fmt.Sprint("shop/", i), AllParts) })
+	}
+	wg.Wait()
+	for i, snap := range snaps {
+		room := fmt.Sprint("shop/", i)
+		if errs[i] != nil {
+			t.Fatalf("%s: %v", room, errs[i])
+		}
+		tabs := 0
+		for _, n := range TabCounts(snap.Regions) {
+			tabs += n
+		}
+		msgs := len(snap.Messages) == 1 && snap.Messages[0].Text == "hi "+room
+		if tabs != i%4 || msgs != (i%2 == 0) || (i%2 != 0 && len(snap.Messages) != 0) || snap.Light.On != (i%3 == 0) {
+			t.Errorf("%s: %d tabs, messages %+v, light on %v; want %d tabs, a message %v, light on %v",
+				room, tabs, snap.Messages, snap.Light.On, i%4, i%2 == 0, i%3 == 0)
+		}
+	}
+}
