@@ -216,7 +216,9 @@ func (s *Redis) forgetIdle() {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
 	defer cancel()
-	_ = s.roomSubscriptions(ctx, idle, false) // a stray announcement is only counted
+	for _, room := range idle {
+		_ = s.roomSubscription(ctx, room, false) // a stray announcement is only counted
+	}
 	if s.forgotten += len(idle); s.forgotten >= releaseAfter {
 		// What they held is garbage that an idle server, allocating
 		// nothing, would keep until the runtime's next forced collection.

@@ -141,29 +141,21 @@ func (s *Redis) attach(c rueidis.DedicatedClient) error {
 	return nil
 }
 
-// roomSubscriptions subscribes to or unsubscribes from rooms' channels, if
-// subscribed at all (a new subscription takes every tracked room), in one
-// round trip. Runs on the worker.
-func (s *Redis) roomSubscriptions(ctx context.Context, rooms []string, on bool) error {
+// roomSubscription subscribes to or unsubscribes from a room's channel, if
+// subscribed at all (a new subscription takes every tracked room). Runs on
+// the worker.
+func (s *Redis) roomSubscription(ctx context.Context, room string, on bool) error {
 	s.mu.Lock()
 	c := s.sub
 	s.mu.Unlock()
-	if c == nil || len(rooms) == 0 {
+	if c == nil {
 		return nil
 	}
-	cmds := make(rueidis.Commands, len(rooms))
-	for i, room := range rooms {
-		cmds[i] = c.B().Unsubscribe().Channel(roomChannel(room)).Build()
-		if on {
-			cmds[i] = c.B().Subscribe().Channel(roomChannel(room)).Build()
-		}
+	cmd := c.B().Unsubscribe().Channel(roomChannel(room)).Build()
+	if on {
+		cmd = c.B().Subscribe().Channel(roomChannel(room)).Build()
 	}
-	for _, res := range c.DoMulti(ctx, cmds...) {
-		if err := res.Error(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.Do(ctx, cmd).Error()
 }
 
 // received runs on the connection's goroutine: pings are noted here, the

@@ -143,157 +143,87 @@ func decodeTabs(h map[string]string) *instTabs {
 // track makes sure a room is kept here, subscribing to it and reading it
 // from the store the first time it is asked for. Both run on the worker,
 // after the subscription: announcements handled before the read are in
-// what it reads, and those after it are applied to it. Rooms asked for
-// while the worker is busy are read together, in a few round trips for all
-// of them: a reconnect storm asks for thousands of rooms a second, and read
-// one by one they queued every opening stream for seconds.
+// what it reads, and those after it are applied to it.
 func (s *Redis) track(ctx context.Context, room string) error {
 	if s.tracked(room) {
 		return nil
 	}
-	done := make(chan error, 1)
-	s.mu.Lock()
-	first := len(s.toTrack) == 0
-	s.toTrack[room] = append(s.toTrack[room], done)
-	s.mu.Unlock()
-	if first {
-		// Not dropped like a hint, nor given up with ctx: the rooms
-		// added after this one wait for it.
-		select {
-		case s.work <- s.trackPending:
-		case <-s.ctx.Done():
-			return ErrUnavailable
+	return s.onWorker(ctx, func() error {
+		if s.tracked(room) {
+			return nil
 		}
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.ctx.Done():
-		return ErrUnavailable
-	}
-}
-
-// trackPending subscribes to and reads every room asked for since it was
-// queued, and tells who waits. Runs on the worker.
-func (s *Redis) trackPending() {
-	s.mu.Lock()
-	pending := s.toTrack
-	s.toTrack = make(map[string][]chan error)
-	s.mu.Unlock()
-	rooms := make([]string, 0, len(pending))
-	for room := range pending {
-		if !s.tracked(room) {
-			rooms = append(rooms, room)
+		ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
+		defer cancel()
+		if err := s.roomSubscription(ctx, room, true); err != nil {
+			return err
 		}
-	}
-	err := s.trackRooms(rooms)
-	for _, waiting := range pending {
-		for _, done := range waiting {
-			done <- err
+		r, err := s.discover(ctx, room)
+		if err != nil {
+			_ = s.roomSubscription(ctx, room, false)
+			return err
 		}
-	}
-}
-
-func (s *Redis) trackRooms(rooms []string) error {
-	if len(rooms) == 0 {
+		s.mu.Lock()
+		s.rooms[room] = r
+		s.mu.Unlock()
 		return nil
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
-	defer cancel()
-	if err := s.roomSubscriptions(ctx, rooms, true); err != nil {
-		return err
-	}
-	found, err := s.discover(ctx, rooms)
-	if err != nil {
-		_ = s.roomSubscriptions(ctx, rooms, false)
-		return err
-	}
-	s.mu.Lock()
-	maps.Copy(s.rooms, found)
-	s.mu.Unlock()
-	return nil
+	})
 }
 
-// discover reads everything rooms hold in the store, from their indexes:
-// the regions that wrote to each, their lightbulb records and feeds, and
-// the tabs of every live instance in it (this instance's own are known
-// here). Two round trips, however many rooms.
-func (s *Redis) discover(ctx context.Context, rooms []string) (map[string]*redisRoom, error) {
+// discover reads everything a room holds in the store, from its indexes:
+// the regions that wrote to it, their lightbulb records and feeds, and the
+// tabs of every live instance in it (this instance's own are known here).
+func (s *Redis) discover(ctx context.Context, room string) (*redisRoom, error) {
 	c := s.read
-	idx := make(rueidis.Commands, 0, 2*len(rooms))
-	for _, room := range rooms {
-		idx = append(idx, c.B().Smembers().Key(regionsKey(room)).Build(), c.B().Smembers().Key(instsKey(room)).Build())
+	idx := c.DoMulti(ctx, c.B().Smembers().Key(regionsKey(room)).Build(), c.B().Smembers().Key(instsKey(room)).Build())
+	regions, err := idx[0].AsStrSlice()
+	if err != nil {
+		return nil, err
 	}
-	res := c.DoMulti(ctx, idx...)
-	regions, insts := make([][]string, len(rooms)), make([][]string, len(rooms))
-	for i := range rooms {
-		var err error
-		if regions[i], err = res[2*i].AsStrSlice(); err != nil {
-			return nil, err
+	all, err := idx[1].AsStrSlice()
+	if err != nil {
+		return nil, err
+	}
+	insts := slices.DeleteFunc(all, func(i string) bool { return i == s.inst })
+	r := newRedisRoom()
+	if len(insts) > 0 {
+		cmds := make(rueidis.Commands, 0, len(insts)+1)
+		keys := make([]string, len(insts))
+		for i, inst := range insts {
+			keys[i] = instKey(inst)
+			cmds = append(cmds, c.B().Hgetall().Key(tabsKey(room, inst)).Build())
 		}
-		all, err := res[2*i+1].AsStrSlice()
+		cmds = append(cmds, c.B().Mget().Key(keys...).Build())
+		res := c.DoMulti(ctx, cmds...)
+		alive, err := res[len(insts)].ToArray()
 		if err != nil {
 			return nil, err
 		}
-		insts[i] = slices.DeleteFunc(all, func(inst string) bool { return inst == s.inst })
-	}
-
-	// Per room: each other instance's tabs and whether it lives, then the
-	// content of each region.
-	var cmds rueidis.Commands
-	for i, room := range rooms {
-		if len(insts[i]) > 0 {
-			keys := make([]string, len(insts[i]))
-			for j, inst := range insts[i] {
-				keys[j] = instKey(inst)
-				cmds = append(cmds, c.B().Hgetall().Key(tabsKey(room, inst)).Build())
-			}
-			cmds = append(cmds, c.B().Mget().Key(keys...).Build())
-		}
-		cmds = append(cmds, s.contentReads(room, regions[i])...)
-	}
-	res = c.DoMulti(ctx, cmds...)
-	found := make(map[string]*redisRoom, len(rooms))
-	for i, room := range rooms {
-		r := newRedisRoom()
-		if n := len(insts[i]); n > 0 {
-			alive, err := res[n].ToArray()
+		for i, inst := range insts {
+			h, err := res[i].AsStrMap()
 			if err != nil {
 				return nil, err
 			}
-			for j, inst := range insts[i] {
-				h, err := res[j].AsStrMap()
-				if err != nil {
-					return nil, err
+			if alive[i].IsNil() {
+				// Dead, and its expiry went unheard here: reap it.
+				if s.trustAbsence() {
+					s.enqueue(func() { s.reap(inst, false) })
 				}
-				if alive[j].IsNil() {
-					// Dead, and its expiry went unheard here: reap it.
-					if s.trustAbsence() {
-						s.enqueue(func() { s.reap(inst, false) })
-					}
-					continue
-				}
-				if it := decodeTabs(h); it != nil {
-					r.insts[inst] = it
-				}
+				continue
 			}
-			res = res[n+1:]
+			if it := decodeTabs(h); it != nil {
+				r.insts[inst] = it
+			}
 		}
-		for _, g := range regions[i] {
-			r.regions[g] = true
-		}
-		var err error
-		if r.content, err = decodeContent(res, regions[i]); err != nil {
-			return nil, err
-		}
-		res = res[2*len(regions[i]):]
-		r.content.clocks(s.observe)
-		r.lastUsed = time.Now()
-		found[room] = r
 	}
-	return found, nil
+	for _, g := range regions {
+		r.regions[g] = true
+	}
+	if r.content, err = s.readContent(ctx, room, regions); err != nil {
+		return nil, err
+	}
+	r.content.clocks(s.observe)
+	r.lastUsed = time.Now()
+	return r, nil
 }
 
 // resyncAll re-reads every tracked room: presence replaces what deltas
@@ -333,13 +263,14 @@ func (s *Redis) resync(rooms []string) error {
 func (s *Redis) rereadRooms(rooms []string) error {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	found, err := s.discover(ctx, rooms)
-	if err != nil {
-		s.noteError(err)
-		return fmt.Errorf("re-reading %d rooms: %w", len(rooms), err)
-	}
 	var failed error
-	for room, r := range found {
+	for _, room := range rooms {
+		r, err := s.discover(ctx, room)
+		if err != nil {
+			failed = fmt.Errorf("room %s: %w", room, err)
+			s.noteError(err)
+			continue
+		}
 		behind := false
 		s.mu.Lock()
 		if old := s.rooms[room]; old != nil {

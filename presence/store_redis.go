@@ -90,10 +90,7 @@ type Redis struct {
 	mine   map[string]map[string]Tab // room → this instance's own tabs
 	mySeq  map[string]uint64         // room → last sequence this instance published
 	stale  map[string]bool           // rooms whose tabs in the store missed a change of ours
-	// toTrack are the rooms asked for and not yet read, with who waits for
-	// each: see track.
-	toTrack map[string][]chan error
-	health  health
+	health health
 }
 
 var _ Store = (*Redis)(nil)
@@ -146,23 +143,22 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Redis{
-		cfg:     cfg,
-		db:      int64(opt.SelectDB),
-		inst:    inst + "-" + hex.EncodeToString(suffix[:]),
-		read:    read,
-		write:   write,
-		clock:   Clock{now: cfg.Now},
-		lat:     newLatencies(cfg.OnLatency),
-		log:     cfg.Log,
-		work:    make(chan func(), 4096),
-		ctx:     ctx,
-		cancel:  cancel,
-		rooms:   make(map[string]*redisRoom),
-		mine:    make(map[string]map[string]Tab),
-		mySeq:   make(map[string]uint64),
-		stale:   make(map[string]bool),
-		toTrack: make(map[string][]chan error),
-		health:  health{err: errors.New("not subscribed yet"), read: nodeState{why: "not polled yet"}, write: nodeState{why: "not polled yet"}},
+		cfg:    cfg,
+		db:     int64(opt.SelectDB),
+		inst:   inst + "-" + hex.EncodeToString(suffix[:]),
+		read:   read,
+		write:  write,
+		clock:  Clock{now: cfg.Now},
+		lat:    newLatencies(cfg.OnLatency),
+		log:    cfg.Log,
+		work:   make(chan func(), 4096),
+		ctx:    ctx,
+		cancel: cancel,
+		rooms:  make(map[string]*redisRoom),
+		mine:   make(map[string]map[string]Tab),
+		mySeq:  make(map[string]uint64),
+		stale:  make(map[string]bool),
+		health: health{err: errors.New("not subscribed yet"), read: nodeState{why: "not polled yet"}, write: nodeState{why: "not polled yet"}},
 	}
 	s.Members, s.members = newMembers(), newMemberSync()
 	s.Members.self = s.inst
@@ -543,22 +539,13 @@ func decodeLight(h map[string]string) LightRecord {
 // readContent reads the lightbulb records and feeds of regions in a room from
 // the regional store, in one round trip.
 func (s *Redis) readContent(ctx context.Context, room string, regions []string) (content, error) {
-	return decodeContent(s.read.DoMulti(ctx, s.contentReads(room, regions)...), regions)
-}
-
-// contentReads are the commands that read a room's content: two per region.
-func (s *Redis) contentReads(room string, regions []string) rueidis.Commands {
 	c := s.read
 	cmds := make(rueidis.Commands, 0, 2*len(regions))
 	for _, g := range regions {
 		cmds = append(cmds, c.B().Hgetall().Key(lightKey(room, g)).Build(),
 			c.B().Lrange().Key(feedKey(room, g)).Start(0).Stop(-1).Build())
 	}
-	return cmds
-}
-
-// decodeContent reads the answers to contentReads.
-func decodeContent(res []rueidis.RedisResult, regions []string) (content, error) {
+	res := c.DoMulti(ctx, cmds...)
 	out := newContent()
 	for i, g := range regions {
 		h, err := res[2*i].AsStrMap()

@@ -467,9 +467,9 @@ func TestRedisWriteScriptsSurviveARetry(t *testing.T) {
 	}
 }
 
-// Rooms first asked for together are read together (see track): each must
-// still get its own tabs, feed and lightbulb, whatever else is in the batch.
-func TestRedisRoomsReadTogetherKeepTheirOwn(t *testing.T) {
+// Rooms first asked for at once, as after a restart, each get their own
+// tabs, feed and lightbulb.
+func TestRedisRoomsFirstReadAtOnceKeepTheirOwn(t *testing.T) {
 	node := redisnode.MustStart(t, redisnode.Options{})
 	ctx := context.Background()
 	writer := openRedis(t, RedisConfig{URL: node.URL(), Region: "ams"})
