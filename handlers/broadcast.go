@@ -214,10 +214,13 @@ func (b *Broadcaster) Attach(ctx context.Context, room string, user presence.Use
 	// Status first: a client knows whether what follows is live before
 	// it shows it. Tabs last.
 	snapshot := make([][]byte, 0, 6)
-	for _, ev := range append(rs.parts[:], tabs) {
+	for _, ev := range rs.parts {
 		if frame := ev[f].Frame; frame != nil { // the badge lacks some parts
 			snapshot = append(snapshot, frame)
 		}
+	}
+	if frame := tabs[f].Frame; frame != nil {
+		snapshot = append(snapshot, frame)
 	}
 	b.mu.Unlock()
 	return sub, snapshot, nil

@@ -111,13 +111,9 @@ func (l *limiter) sweep() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	for k, b := range l.buckets {
-		if now.Sub(b.used) > l.idleAfter() {
-			delete(l.buckets, k)
-		}
-	}
+	shrink.DeleteFunc(&l.buckets, func(_ string, b *bucket) bool { return now.Sub(b.used) > l.idleAfter() })
 	if len(l.buckets) == 0 {
-		l.buckets, l.sweeping = make(map[string]*bucket), nil // a map never shrinks: let the grown one go
+		l.sweeping = nil
 		return
 	}
 	l.sweeping.Reset(l.idleAfter())

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"globalpresence/internal/shrink"
 )
 
 // This file is how instances know each other alive: one heartbeat per
@@ -204,15 +206,13 @@ func (s *Redis) forgetIdle() {
 	limit := time.Now().Add(-s.cfg.RoomIdle)
 	var idle []string
 	s.mu.Lock()
-	for room, r := range s.rooms {
+	shrink.DeleteFunc(&s.rooms, func(room string, r *redisRoom) bool {
 		if r.lastUsed.Before(limit) && len(s.mine[room]) == 0 {
-			delete(s.rooms, room)
 			idle = append(idle, room)
+			return true
 		}
-	}
-	if len(s.rooms) == 0 {
-		s.rooms = make(map[string]*redisRoom) // a map never shrinks: let the grown one go
-	}
+		return false
+	})
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
 	defer cancel()

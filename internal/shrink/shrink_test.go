@@ -1,6 +1,7 @@
 package shrink
 
 import (
+	"maps"
 	"runtime"
 	"testing"
 )
@@ -45,6 +46,33 @@ func TestDeleteKeepsOthers(t *testing.T) {
 	Delete(&m, "b")
 	m["c"] = 3 // the new map takes writes
 	if len(m) != 1 {
+		t.Fatalf("got %v", m)
+	}
+}
+
+func TestDeleteFuncGivesBackAnEmptiedMap(t *testing.T) {
+	const n = 200_000
+	all := func(int, int) bool { return true }
+	base := heapAfter(0, Delete[map[int]int])
+	kept := heapAfter(n, func(m *map[int]int, k int) {
+		if k == n-1 {
+			maps.DeleteFunc(*m, all)
+		}
+	})
+	shrunk := heapAfter(n, func(m *map[int]int, k int) {
+		if k == n-1 {
+			DeleteFunc(m, all)
+		}
+	})
+	if kept < base+2<<20 {
+		t.Fatalf("a plain emptied map kept only %d KiB: the test no longer shows anything", (kept-base)>>10)
+	}
+	if shrunk > base+256<<10 {
+		t.Errorf("an emptied map still holds %d KiB", (shrunk-base)>>10)
+	}
+	m := map[string]int{"a": 1, "b": 2}
+	DeleteFunc(&m, func(k string, _ int) bool { return k == "a" })
+	if len(m) != 1 || m["b"] != 2 {
 		t.Fatalf("got %v", m)
 	}
 }
