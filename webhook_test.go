@@ -301,6 +301,19 @@ func TestWebhooksOutliveTheirSender(t *testing.T) {
 	c := startClusterWith(t, []string{"-webhook-url", rcv.URL}, []string{"WEBHOOK_SECRET=" + hookSecret})
 	ams, iad, syd := c.Region("ams"), c.Region("iad"), c.Region("syd")
 	survivor := ams.Apps[0]
+	// Every sender must know all four instances before the rooms open: one
+	// that has read only itself sends every room (at least once), leaving
+	// none to the instances killed below.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		n, err := c.Primary.Do("EVAL", "return #redis.call('KEYS', ARGV[1])", "0", "gp::inst:*")
+		if err == nil && n == "4" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live instances in the store: %s (%v), want 4", n, err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // a sender re-reads them every second
 	b := newBrowserClient(t)
 	home := &app{URL: survivor.URL()}
 	visit(t, home, b)
